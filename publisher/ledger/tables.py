@@ -1,0 +1,43 @@
+"""The ledger's tables (SQLAlchemy Core), on their own MetaData.
+
+``log_entries`` and ``log_checkpoints`` are append-only: the rules are database triggers,
+see ``publisher.ledger.log.append_only_ddl``. ``subject_keys`` is deliberately mutable: it
+holds the per-subject keys whose deletion crypto-shreds a subject's sealed fields.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, Table, Text
+
+metadata = MetaData()
+
+# SQLite: INTEGER PRIMARY KEY (the rowid alias, so max(seq) is a B-tree probe); PostgreSQL: bigint.
+_Seq = BigInteger().with_variant(Integer(), "sqlite")
+
+log_entries = Table(
+    "log_entries",
+    metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=False),
+    Column("kind", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),  # RFC 8785 bytes; carries seq, kind and ts too
+    Column("leaf_hash", LargeBinary(32), nullable=False),  # SHA-256(0x00 || body)
+    Column("created_at", Text, nullable=False),  # RFC 3339 UTC, equal to the body's "ts"
+)
+
+log_checkpoints = Table(
+    "log_checkpoints",
+    metadata,
+    Column("size", _Seq, primary_key=True, autoincrement=False),
+    Column("root_hash", LargeBinary(32), nullable=False),
+    Column("note", Text, nullable=False),  # the full signed note, C2SP tlog-checkpoint
+    Column("created_at", Text, nullable=False),
+)
+
+subject_keys = Table(
+    "subject_keys",
+    metadata,
+    Column("ref", Text, primary_key=True),  # random pseudonym "subj:<32 hex>"
+    Column("subject_id", Text, nullable=False, unique=True),
+    Column("key", LargeBinary(32), nullable=False),  # ChaCha20-Poly1305 key; delete = erase
+    Column("created_at", Text, nullable=False),
+)

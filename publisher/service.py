@@ -1,0 +1,580 @@
+"""The use cases: draft, screen, approve, register subjects and consent, manage trust.
+
+No printing, no prompting: the CLI (and later a web page) are thin callers. Each public
+method is one transaction: it commits everything or nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from publisher import config as cfgmod
+from publisher import media as mediamod
+from publisher.approvals import keys
+from publisher.config import Config
+from publisher.domain import approval as ap
+from publisher.domain import clock, gate
+from publisher.domain.limits import Platform
+from publisher.domain.manifest import manifest_sha256
+from publisher.domain.model import (
+    Account,
+    ApprovalClaims,
+    ConsentAction,
+    Finding,
+    MediaRef,
+    PolicySettings,
+    Post,
+    Role,
+    Scope,
+    SubjectKind,
+)
+from publisher.errors import InvalidInput, NotFound, TrustProblem, UsageError
+from publisher.store import db, repo
+from publisher.store import models as m
+
+Now = Callable[[], datetime]
+
+
+def _system_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A post and, for each of its accounts, the gate's findings."""
+
+    post: Post
+    findings: dict[str, list[Finding]]
+    approval: m.ApprovalRow | None
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [f for fs in self.findings.values() for f in fs if f.blocking]
+
+
+class Service:
+    def __init__(self, config: Config, engine: Engine, actor: str, now: Now = _system_now) -> None:
+        self.config = config
+        self.engine = engine
+        self.actor = actor
+        self.now = now
+
+    # -- setup ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, config: Config, actor: str, now: Now = _system_now, migrate: bool = False) -> Service:
+        engine = db.make_engine(config.database_url)
+        if migrate:
+            db.migrate(engine)
+        elif not db.is_initialised(engine):
+            raise UsageError(
+                f"The database at {config.database_url.split('///')[-1]} is not set up: run 'publisher init'"
+            )
+        svc = cls(config, engine, actor, now)
+        svc.sync_config()
+        return svc
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def sync_config(self) -> None:
+        """Schools and accounts come from config.toml; mirror them into the store."""
+        with db.transaction(self.engine) as s:
+            for sc in self.config.schools:
+                row = s.get(m.School, sc.id)
+                if row is None:
+                    s.add(m.School(id=sc.id, name=sc.name))
+                elif row.name != sc.name:
+                    row.name = sc.name
+            s.flush()
+            for ac in self.config.accounts:
+                arow = s.get(m.AccountRow, ac.name)
+                if arow is None:
+                    s.add(
+                        m.AccountRow(
+                            name=ac.name,
+                            school_id=ac.school,
+                            platform=ac.platform.value,
+                            handle=ac.handle,
+                            secret_name=ac.secret,
+                            sandbox=ac.sandbox,
+                        )
+                    )
+                else:
+                    arow.school_id, arow.platform, arow.handle = ac.school, ac.platform.value, ac.handle
+                    arow.secret_name, arow.sandbox = ac.secret, ac.sandbox
+
+    def _school(self, school: str | None) -> str:
+        ids = [sc.id for sc in self.config.schools]
+        if school is None:
+            if len(ids) == 1:
+                return ids[0]
+            raise InvalidInput(f"Several schools are configured ({', '.join(ids)}): pass --school")
+        if school not in ids:
+            raise NotFound("school", school, hint=f"configured schools: {', '.join(ids) or 'none'}")
+        return school
+
+    # -- trust ---------------------------------------------------------------------------
+    def root_public_key(self) -> bytes | None:
+        if not self.config.root_public_key:
+            return None
+        try:
+            raw = base64.b64decode(self.config.root_public_key, validate=True)
+        except ValueError:
+            raise TrustProblem(
+                f"{self.config.path}: trust.root_public_key is not base64: run 'publisher trust init' or restore it"
+            ) from None
+        if len(raw) != 32:
+            raise TrustProblem(f"{self.config.path}: trust.root_public_key is not an Ed25519 public key")
+        return raw
+
+    def trust_init(self, passphrase: str) -> str:
+        if self.config.root_public_key:
+            raise UsageError("A Trust root key is already pinned in the config; it is never replaced silently")
+        root = Ed25519PrivateKey.generate()
+        keys.write_private_key(self.config.root_key_file, root, passphrase)
+        pub = base64.b64encode(ap.raw_public(root.public_key())).decode("ascii")
+        cfgmod.pin_root_key(self.config.path, pub)
+        return pub
+
+    def _root(self, passphrase: str, key_file: Path | None) -> Ed25519PrivateKey:
+        pinned = self.root_public_key()
+        if pinned is None:
+            raise TrustProblem("No Trust root key is pinned in the config: run 'publisher trust init'")
+        root = keys.read_private_key(key_file or self.config.root_key_file, passphrase)
+        if ap.raw_public(root.public_key()) != pinned:
+            raise TrustProblem("That key is not the Trust root pinned in the config")
+        return root
+
+    def approver_add(
+        self,
+        name: str,
+        role: Role,
+        schools: Sequence[str],
+        root_passphrase: str,
+        approver_passphrase: str,
+        valid_days: int = 365,
+        out: Path | None = None,
+        root_key_file: Path | None = None,
+    ) -> tuple[str, Path]:
+        if not name.strip():
+            raise InvalidInput('The approver\'s name is empty: pass --name "Full Name"')
+        school_ids = [self._school(sc) for sc in schools]
+        if valid_days < 1 or valid_days > 3 * 366:
+            raise InvalidInput("--valid-days must be between 1 and 1098")
+        keys.check_passphrase(approver_passphrase)
+        root = self._root(root_passphrase, root_key_file)
+        approver = Ed25519PrivateKey.generate()
+        pub = ap.raw_public(approver.public_key())
+        kid = ap.key_id(pub)
+        now = self.now()
+        signed = ap.issue_certificate(
+            root, pub, name.strip(), role, frozenset(school_ids), now, now + timedelta(days=valid_days), new_id("C-")
+        )
+        path = out or self.config.keys_dir / "approvers" / f"{kid}.pem"
+        with db.transaction(self.engine) as s:
+            s.add(
+                m.CertificateRow(
+                    key_id=kid, body=signed.body, signature=signed.signature, name=name.strip(), created_at=now
+                )
+            )
+            s.flush()
+            keys.write_private_key(path, approver, approver_passphrase)
+        return kid, path
+
+    def approver_revoke(self, kid: str, reason: str, root_passphrase: str, root_key_file: Path | None = None) -> None:
+        if not reason.strip():
+            raise InvalidInput("A revocation needs --reason")
+        root = self._root(root_passphrase, root_key_file)
+        with db.transaction(self.engine) as s:
+            if s.get(m.CertificateRow, kid) is None:
+                raise NotFound("approver key", kid, hint="see 'publisher trust approver list'")
+            signed = ap.issue_revocation(root, kid, self.now(), reason.strip())
+            s.add(m.RevocationRow(key_id=kid, body=signed.body, signature=signed.signature, created_at=self.now()))
+
+    def approver_list(self) -> list[dict[str, object]]:
+        """Every stored certificate, with whether it verifies against the pinned root and is revoked."""
+        pinned = self.root_public_key()
+        with db.transaction(self.engine) as s:
+            certs = list(s.scalars(select(m.CertificateRow).order_by(m.CertificateRow.created_at)))
+            revs = repo.revocations(s)
+        revoked: set[str] = set()
+        for r in revs:
+            try:
+                if pinned is not None:
+                    revoked.add(ap.verify_revocation(pinned, r).key_id)
+            except ap.SignatureProblem:
+                continue
+        out: list[dict[str, object]] = []
+        for row in certs:
+            entry: dict[str, object] = {"key_id": row.key_id, "name": row.name}
+            try:
+                if pinned is None:
+                    raise ap.SignatureProblem("no root pinned")
+                cert = ap.verify_certificate(pinned, ap.Signed(row.body, row.signature))
+                entry.update(
+                    role=cert.role.value,
+                    schools=sorted(cert.schools),
+                    valid_until=cert.valid_until.isoformat(),
+                    status="revoked" if cert.key_id in revoked else "valid",
+                )
+            except ap.SignatureProblem as exc:
+                entry.update(status=f"IGNORED: {exc}")
+            out.append(entry)
+        return out
+
+    # -- subjects and consent ------------------------------------------------------------
+    def subject_add(self, name: str, kind: SubjectKind, aliases: Sequence[str] = (), school: str | None = None) -> str:
+        if not name.strip():
+            raise InvalidInput('The display name is empty: pass --name "First Last"')
+        clean = [a.strip() for a in aliases if a.strip()]
+        sid = new_id("S-")
+        with db.transaction(self.engine) as s:
+            s.add(
+                m.SubjectRow(
+                    id=sid,
+                    school_id=self._school(school),
+                    kind=kind.value,
+                    display_name=name.strip(),
+                    aliases=clean,
+                    created_at=self.now(),
+                    created_by=self.actor,
+                )
+            )
+        return sid
+
+    def subjects(self) -> list[m.SubjectRow]:
+        with db.transaction(self.engine) as s:
+            return list(s.scalars(select(m.SubjectRow).order_by(m.SubjectRow.display_name)))
+
+    def subject(self, subject_id: str) -> m.SubjectRow:
+        with db.transaction(self.engine) as s:
+            return repo.get_subject(s, subject_id)
+
+    def never_publish(self, subject_id: str, reason: str) -> None:
+        if not reason.strip():
+            raise InvalidInput("--reason is required (safeguarding, court order, ...)")
+        with db.transaction(self.engine) as s:
+            row = repo.get_subject(s, subject_id)
+            row.never_publish, row.never_publish_reason = True, reason.strip()
+
+    def consent_grant(
+        self, subject_id: str, platform: Platform, scope: Scope, evidence: str, expires: date | None = None
+    ) -> date:
+        if not evidence.strip():
+            raise InvalidInput("--evidence is required: the consent form or agreement reference")
+        now = self.now()
+        today = now.astimezone(ZoneInfo(self.config.timezone)).date()
+        until = expires or clock.end_of_academic_year(today)
+        if until < today:
+            raise InvalidInput(f"--expires {until} is in the past: give a future date")
+        with db.transaction(self.engine) as s:
+            repo.get_subject(s, subject_id)
+            repo.add_consent(
+                s, subject_id, platform, scope, ConsentAction.GRANT, now, self.actor, evidence.strip(), until
+            )
+        return until
+
+    def consent_withdraw(self, subject_id: str, platform: Platform, scope: Scope, evidence: str = "") -> None:
+        with db.transaction(self.engine) as s:
+            repo.get_subject(s, subject_id)
+            repo.add_consent(
+                s, subject_id, platform, scope, ConsentAction.WITHDRAW, self.now(), self.actor, evidence.strip()
+            )
+
+    def consent_rows(self, subject_id: str | None = None) -> list[m.ConsentEventRow]:
+        with db.transaction(self.engine) as s:
+            q = select(m.ConsentEventRow).order_by(m.ConsentEventRow.at, m.ConsentEventRow.id)
+            if subject_id is not None:
+                repo.get_subject(s, subject_id)
+                q = q.where(m.ConsentEventRow.subject_id == subject_id)
+            return list(s.scalars(q))
+
+    # -- devices -------------------------------------------------------------------------
+    def device_add(self, make: str, model: str, serial: str = "") -> int:
+        if not make.strip() or not model.strip():
+            raise InvalidInput("A device needs --make and --model as the camera records them (e.g. Apple, iPhone 14)")
+        with db.transaction(self.engine) as s:
+            row = m.DeviceRow(
+                make=make.strip(), model=model.strip(), serial=serial.strip(), added_at=self.now(), added_by=self.actor
+            )
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def devices(self) -> list[m.DeviceRow]:
+        with db.transaction(self.engine) as s:
+            return list(s.scalars(select(m.DeviceRow).order_by(m.DeviceRow.id)))
+
+    @staticmethod
+    def _match_device(s: Session, make: str, model: str, serial: str) -> int | None:
+        if not make and not model:
+            return None
+        for d in s.scalars(select(m.DeviceRow)):
+            same = d.make.casefold() == make.casefold() and d.model.casefold() == model.casefold()
+            if same and (not d.serial or d.serial == serial):
+                return d.id
+        return None
+
+    # -- posts ---------------------------------------------------------------------------
+    def post_draft(
+        self,
+        text: str,
+        accounts: Sequence[str],
+        at: str,
+        media: Sequence[Path] = (),
+        featured: Sequence[str] = (),
+    ) -> str:
+        if not accounts:
+            raise InvalidInput("A post needs at least one --account")
+        scheduled = self._schedule(at)
+        specs = [parse_featured(f) for f in featured]
+        intakes = [mediamod.strip(mediamod.read_file(p, self.config.max_media_bytes), p.name) for p in media]
+        with db.transaction(self.engine) as s:
+            school = self._post_school(s, accounts)
+            for sid, _, _ in specs:
+                row = repo.get_subject(s, sid)
+                if row.school_id != school:
+                    raise InvalidInput(f"Subject {sid} belongs to {row.school_id}, not {school}")
+            post_id = new_id("P-")
+            s.add(
+                m.PostRow(
+                    id=post_id,
+                    school_id=school,
+                    author=self.actor,
+                    text=text,
+                    scheduled_at=scheduled,
+                    status="draft",
+                    created_at=self.now(),
+                )
+            )
+            s.flush()
+            for name in dict.fromkeys(accounts):
+                s.add(m.PostAccountRow(post_id=post_id, account=name))
+            for sid, image, named in specs:
+                s.add(m.PostSubjectRow(post_id=post_id, subject_id=sid, image=image, name=named))
+            for pos, it in enumerate(intakes):
+                self._add_media(s, it)
+                s.add(m.PostMediaRow(post_id=post_id, position=pos, sha256=it.sha256))
+            s.flush()
+            for it in intakes:
+                mediamod.store(self.config.media_dir, it)
+        return post_id
+
+    def _schedule(self, at: str) -> datetime:
+        try:
+            scheduled = clock.parse_local(at, self.config.timezone)
+        except clock.LocalTimeError as exc:
+            raise InvalidInput(f"--at {exc}") from None
+        if scheduled < self.now() - timedelta(minutes=1):
+            raise InvalidInput(f"--at {at} is in the past: give a future time ({self.config.timezone})")
+        return scheduled
+
+    def _post_school(self, s: Session, accounts: Sequence[str]) -> str:
+        schools = set()
+        for name in accounts:
+            row = s.get(m.AccountRow, name)
+            if row is None or self.config.account(name) is None:
+                known = ", ".join(a.name for a in self.config.accounts) or "none"
+                raise NotFound("account", name, hint=f"configured accounts: {known}")
+            schools.add(row.school_id)
+        if len(schools) != 1:
+            raise InvalidInput("All accounts of one post must belong to the same school")
+        return schools.pop()
+
+    def _add_media(self, s: Session, it: mediamod.Intake) -> None:
+        if s.get(m.MediaRow, it.sha256) is not None:
+            return
+        device = self._match_device(s, it.camera_make, it.camera_model, it.camera_serial)
+        s.add(
+            m.MediaRow(
+                sha256=it.sha256,
+                mime=it.mime,
+                size=len(it.data),
+                width=it.width,
+                height=it.height,
+                camera_make=it.camera_make,
+                camera_model=it.camera_model,
+                device_id=device,
+                added_at=self.now(),
+            )
+        )
+        s.flush()
+
+    def posts(self, status: str | None = None) -> list[m.PostRow]:
+        with db.transaction(self.engine) as s:
+            q = select(m.PostRow).order_by(m.PostRow.scheduled_at)
+            if status:
+                q = q.where(m.PostRow.status == status)
+            return list(s.scalars(q))
+
+    def post_cancel(self, post_id: str, reason: str = "") -> None:
+        with db.transaction(self.engine) as s:
+            row = repo.get_post(s, post_id)
+            if row.status in ("cancelled", "published"):
+                raise UsageError(
+                    f"Post {post_id} is {row.status}: nothing to cancel (use 'publisher takedown' for a live post)"
+                )
+            row.status, row.cancelled_at, row.cancelled_by = "cancelled", self.now(), self.actor
+
+    # -- screening and approval ----------------------------------------------------------
+    def media_refs(self, s: Session, post_id: str) -> tuple[MediaRef, ...]:
+        """The post's media as they are on disk now: hash and metadata recomputed from the bytes."""
+        out = []
+        for row in repo.post_media(s, post_id):
+            path = repo.media_file(self.config.media_dir, row)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b""
+            sha = hashlib.sha256(data).hexdigest()
+            try:
+                clean = not mediamod.metadata_blocks(data)
+            except Exception:  # unreadable bytes: the hash already differs from the approval
+                clean = False
+            out.append(
+                MediaRef(
+                    sha,
+                    row.mime,
+                    len(data),
+                    row.width,
+                    row.height,
+                    clean,
+                    row.device_id is not None if (row.camera_make or row.camera_model) else None,
+                )
+            )
+        return tuple(out)
+
+    def gate_inputs(
+        self, s: Session, post_id: str, stage: gate.Stage, token: str | None = None
+    ) -> list[gate.GateInput]:
+        row = repo.get_post(s, post_id)
+        post = repo.domain_post(s, row, self.media_refs(s, post_id))
+        approval = repo.latest_approval(s, post_id)
+        tok = token if token is not None else (approval.token if approval else None)
+        subjects = repo.school_subjects(s, post.school)
+        for f in post.featured:  # an erased or other-school subject still needs to be found
+            if f.subject_id not in subjects:
+                srow = s.get(m.SubjectRow, f.subject_id)
+                if srow is not None and not srow.erased:
+                    subjects[srow.id] = repo.subject(srow)
+        common = dict(
+            post=post,
+            token=tok,
+            certificates=repo.certificates(s),
+            revocations=repo.revocations(s),
+            root_public_key=self.root_public_key(),
+            subjects=subjects,
+            consents=repo.consent_events(s, list(subjects)),
+            settings=self.policy(s),
+            now=self.now(),
+            stage=stage,
+            tz_name=self.config.timezone,
+            used=repo.used_approvals(s, post_id),
+        )
+        out = []
+        for name in post.accounts:
+            arow = s.get(m.AccountRow, name)
+            account = Account(arow.name, arow.school_id, Platform(arow.platform)) if arow else None
+            out.append(gate.GateInput(account_name=name, account=account, **common))  # type: ignore[arg-type]
+        return out
+
+    def policy(self, s: Session) -> PolicySettings:
+        return PolicySettings(
+            paused=repo.control(s, "paused") == "yes",
+            device_unknown_blocks=self.config.device_unknown_blocks,
+            max_media_bytes=self.config.max_media_bytes,
+        )
+
+    def screen(self, post_id: str, stage: gate.Stage = gate.Stage.SCREEN) -> Screened:
+        with db.transaction(self.engine) as s:
+            inputs = self.gate_inputs(s, post_id, stage)
+            approval = repo.latest_approval(s, post_id)
+        post = inputs[0].post if inputs else None
+        if post is None:
+            raise InvalidInput(f"Post {post_id} has no accounts")
+        return Screened(post, {gi.account_name: gate.evaluate(gi) for gi in inputs}, approval)
+
+    def approve(self, post_id: str, key_file: Path, passphrase: str, window_hours: int = 12) -> m.ApprovalRow:
+        """Sign the post as it is now; refuse while any blocking finding other than the approval's own."""
+        if not 1 <= window_hours <= 24 * 14:
+            raise InvalidInput("--window-hours must be between 1 and 336")
+        approver = keys.read_private_key(key_file, passphrase)
+        kid = ap.key_id(ap.raw_public(approver.public_key()))
+        now = self.now()
+        with db.transaction(self.engine) as s:
+            row = repo.get_post(s, post_id)
+            if row.status != "draft":
+                raise UsageError(f"Post {post_id} is {row.status}; only a draft can be approved")
+            cert_row = s.get(m.CertificateRow, kid)
+            if cert_row is None:
+                raise TrustProblem(f"Key {kid} has no certificate: ask the DFO to run 'publisher trust approver add'")
+            post = repo.domain_post(s, row, self.media_refs(s, post_id))
+            nbf = post.scheduled_at
+            naf = nbf + timedelta(hours=window_hours)
+            claims = ApprovalClaims(
+                post.id,
+                post.school,
+                manifest_sha256(post),
+                post.accounts,
+                nbf,
+                naf,
+                naf,
+                now,
+                secrets.token_hex(16),
+                kid,
+            )
+            token = ap.sign_approval(approver, claims)
+            inputs = self.gate_inputs(s, post_id, gate.Stage.APPROVE, token)
+            findings = [f for gi in inputs for f in gate.evaluate(gi) if f.blocking]
+            if findings:
+                raise ApprovalRefused(findings)
+            approval = m.ApprovalRow(
+                post_id=post.id,
+                token=token,
+                jti=claims.jti,
+                key_id=kid,
+                approver=cert_row.name,
+                manifest_sha256=claims.manifest_sha256,
+                not_before=nbf,
+                not_after=naf,
+                expires=naf,
+                approved_at=now,
+                actor=self.actor,
+            )
+            s.add(approval)
+            row.status = "approved"
+            s.flush()
+            return approval
+
+
+class ApprovalRefused(UsageError):
+    def __init__(self, findings: Sequence[Finding]) -> None:
+        self.findings = list(findings)
+        codes = ", ".join(sorted({f.code for f in findings})) or "blocking findings"
+        super().__init__(f"Approval refused: {codes}. Fix them (see 'publisher post show') and approve again")
+
+
+def parse_featured(spec: str) -> tuple[str, bool, bool]:
+    """'S-123' (image), 'S-123:name', 'S-123:image+name' -> (id, image, name)."""
+    sid, _, scopes = spec.partition(":")
+    parts = set((scopes or "image").split("+"))
+    if not sid or not parts <= {"image", "name"}:
+        raise InvalidInput(f"--subject {spec!r}: use ID, ID:image, ID:name or ID:image+name")
+    return sid, "image" in parts, "name" in parts

@@ -1,0 +1,182 @@
+"""Reading and writing the register through SQLAlchemy; rows in, domain values out."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from publisher.domain.approval import Signed
+from publisher.domain.limits import Platform
+from publisher.domain.model import (
+    ConsentAction,
+    ConsentEvent,
+    Featured,
+    MediaRef,
+    Post,
+    Scope,
+    Subject,
+    SubjectKind,
+)
+from publisher.errors import NotFound
+from publisher.store import models as m
+
+
+def subject(row: m.SubjectRow) -> Subject:
+    return Subject(
+        id=row.id,
+        school=row.school_id,
+        kind=SubjectKind(row.kind),
+        display_name=row.display_name,
+        aliases=tuple(row.aliases or ()),
+        never_publish=row.never_publish,
+        never_publish_reason=row.never_publish_reason,
+    )
+
+
+def get_subject(s: Session, subject_id: str) -> m.SubjectRow:
+    row = s.get(m.SubjectRow, subject_id)
+    if row is None:
+        raise NotFound("subject", subject_id)
+    return row
+
+
+def school_subjects(s: Session, school: str) -> dict[str, Subject]:
+    rows = s.scalars(select(m.SubjectRow).where(m.SubjectRow.school_id == school, m.SubjectRow.erased.is_(False)))
+    return {r.id: subject(r) for r in rows}
+
+
+def consent_event(row: m.ConsentEventRow) -> ConsentEvent:
+    return ConsentEvent(
+        subject_id=row.subject_id,
+        platform=Platform(row.platform),
+        scope=Scope(row.scope),
+        action=ConsentAction(row.action),
+        at=row.at,
+        expires=row.expires,
+        evidence=row.evidence,
+    )
+
+
+def consent_events(s: Session, subject_ids: list[str] | None = None) -> list[ConsentEvent]:
+    q = select(m.ConsentEventRow).order_by(m.ConsentEventRow.at, m.ConsentEventRow.id)
+    if subject_ids is not None:
+        q = q.where(m.ConsentEventRow.subject_id.in_(subject_ids))
+    return [consent_event(r) for r in s.scalars(q)]
+
+
+def add_consent(
+    s: Session,
+    subject_id: str,
+    platform: Platform,
+    scope: Scope,
+    action: ConsentAction,
+    at: datetime,
+    actor: str,
+    evidence: str = "",
+    expires: date | None = None,
+) -> m.ConsentEventRow:
+    row = m.ConsentEventRow(
+        subject_id=subject_id,
+        platform=platform.value,
+        scope=scope.value,
+        action=action.value,
+        evidence=evidence,
+        expires=expires,
+        at=at,
+        actor=actor,
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def get_post(s: Session, post_id: str) -> m.PostRow:
+    row = s.get(m.PostRow, post_id)
+    if row is None:
+        raise NotFound("post", post_id)
+    return row
+
+
+def post_accounts(s: Session, post_id: str) -> list[str]:
+    q = select(m.PostAccountRow.account).where(m.PostAccountRow.post_id == post_id).order_by(m.PostAccountRow.account)
+    return list(s.scalars(q))
+
+
+def post_featured(s: Session, post_id: str) -> list[m.PostSubjectRow]:
+    q = select(m.PostSubjectRow).where(m.PostSubjectRow.post_id == post_id).order_by(m.PostSubjectRow.subject_id)
+    return list(s.scalars(q))
+
+
+def post_media(s: Session, post_id: str) -> list[m.MediaRow]:
+    q = (
+        select(m.MediaRow)
+        .join(m.PostMediaRow, m.PostMediaRow.sha256 == m.MediaRow.sha256)
+        .where(m.PostMediaRow.post_id == post_id)
+        .order_by(m.PostMediaRow.position)
+    )
+    return list(s.scalars(q))
+
+
+def featured(rows: list[m.PostSubjectRow]) -> tuple[Featured, ...]:
+    out = []
+    for r in rows:
+        scopes = {Scope.IMAGE} if r.image else set()
+        if r.name:
+            scopes.add(Scope.NAME)
+        out.append(Featured(r.subject_id, frozenset(scopes)))
+    return tuple(out)
+
+
+def domain_post(s: Session, row: m.PostRow, media: tuple[MediaRef, ...]) -> Post:
+    return Post(
+        id=row.id,
+        school=row.school_id,
+        author=row.author,
+        text=row.text,
+        media=media,
+        featured=featured(post_featured(s, row.id)),
+        accounts=tuple(post_accounts(s, row.id)),
+        scheduled_at=row.scheduled_at,
+        cancelled=row.status == "cancelled",
+    )
+
+
+def latest_approval(s: Session, post_id: str) -> m.ApprovalRow | None:
+    q = select(m.ApprovalRow).where(m.ApprovalRow.post_id == post_id).order_by(m.ApprovalRow.id.desc()).limit(1)
+    return s.scalars(q).first()
+
+
+def certificates(s: Session) -> list[Signed]:
+    return [Signed(r.body, r.signature) for r in s.scalars(select(m.CertificateRow))]
+
+
+def revocations(s: Session) -> list[Signed]:
+    return [Signed(r.body, r.signature) for r in s.scalars(select(m.RevocationRow))]
+
+
+def used_approvals(s: Session, post_id: str) -> frozenset[tuple[str, str]]:
+    q = select(m.DeliveryRow.jti, m.DeliveryRow.account).where(
+        m.DeliveryRow.post_id == post_id, m.DeliveryRow.status.in_(("live", "taken_down")), m.DeliveryRow.jti != ""
+    )
+    return frozenset((j, a) for j, a in s.execute(q))
+
+
+def control(s: Session, key: str) -> str:
+    row = s.get(m.ControlRow, key)
+    return row.value if row else ""
+
+
+def set_control(s: Session, key: str, value: str, at: datetime, actor: str) -> None:
+    row = s.get(m.ControlRow, key)
+    if row is None:
+        s.add(m.ControlRow(key=key, value=value, changed_at=at, changed_by=actor))
+    else:
+        row.value, row.changed_at, row.changed_by = value, at, actor
+
+
+def media_file(media_dir: Path, row: m.MediaRow) -> Path:
+    ext = "jpg" if row.mime == "image/jpeg" else "png"
+    return media_dir / row.sha256[:2] / f"{row.sha256}.{ext}"

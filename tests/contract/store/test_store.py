@@ -1,0 +1,116 @@
+"""The store's contract, run on SQLite and on PostgreSQL (PUBLISHER_TEST_DATABASE_URL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from publisher import config as cfgmod
+from publisher.approvals import keys
+from publisher.domain.limits import Platform
+from publisher.domain.model import Role, Scope, SubjectKind
+from publisher.errors import InvalidInput, NotFound
+from publisher.service import Service
+from publisher.store import db
+from publisher.store import models as m
+from tests.conftest import make_workspace
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+PW = "a long test passphrase"
+
+
+@pytest.fixture
+def svc(tmp_path: Path, database_url: str) -> Iterator[Service]:
+    ws = make_workspace(tmp_path / "ws", database_url)
+    (ws.dir / "var").mkdir()
+    service = Service.open(cfgmod.load(ws.config), "Sam Teacher", now=lambda: NOW, migrate=True)
+    service.trust_init(PW)
+    service.config = cfgmod.load(ws.config)
+    yield service
+    service.close()
+
+
+def test_migrations_are_idempotent_and_complete(svc: Service) -> None:
+    db.migrate(svc.engine)
+    names = set(sa.inspect(svc.engine).get_table_names())
+    assert {
+        "schools",
+        "accounts",
+        "subjects",
+        "consent_events",
+        "posts",
+        "media",
+        "approvals",
+        "deliveries",
+        "approver_certificates",
+        "revocations",
+        "devices",
+    } <= names
+
+
+def test_sqlite_runs_wal_full_with_foreign_keys(svc: Service) -> None:
+    if svc.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite pragmas")
+    with svc.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_foreign_keys_are_enforced(svc: Service) -> None:
+    with pytest.raises(sa.exc.IntegrityError), db.transaction(svc.engine) as s:
+        s.add(m.ConsentEventRow(subject_id="S-NONE", platform="x", scope="image", action="grant", at=NOW, actor="a"))
+
+
+def test_round_trip_of_a_post_with_approval(svc: Service, tmp_path: Path) -> None:
+    sid = svc.subject_add("Amelia Jones", SubjectKind.PUPIL, ["Millie"])
+    for p in Platform:
+        for sc in Scope:
+            svc.consent_grant(sid, p, sc, "SMA-1")
+    kid, key = svc.approver_add("Jane Head", Role.HEADTEACHER, ["stmarys"], PW, PW, out=tmp_path / "k.pem")
+    pid = svc.post_draft(
+        "Millie's art", ["stmarys-x", "stmarys-facebook"], "2027-03-28 09:00", featured=[f"{sid}:image+name"]
+    )
+    screened = svc.screen(pid)
+    assert screened.post.scheduled_at == datetime(2027, 3, 28, 8, 0, tzinfo=UTC)
+    assert {f.code for f in screened.blocking} == {"APPROVAL_MISSING"}
+    svc.actor = "Jane Head"
+    row = svc.approve(pid, key, PW)
+    assert row.not_before.tzinfo is not None and row.key_id == kid
+    assert svc.screen(pid).blocking == []
+    assert [p.status for p in svc.posts()] == ["approved"]
+
+
+def test_consent_is_derived_from_events(svc: Service) -> None:
+    sid = svc.subject_add("Oliver Smith", SubjectKind.PUPIL)
+    svc.consent_grant(sid, Platform.X, Scope.IMAGE, "SMA-2")
+    svc.now = lambda: NOW + timedelta(minutes=1)
+    svc.consent_withdraw(sid, Platform.X, Scope.IMAGE)
+    rows = svc.consent_rows(sid)
+    assert [(r.action, r.platform) for r in rows] == [("grant", "x"), ("withdraw", "x")]
+    assert rows[0].expires is not None and rows[0].expires.isoformat() == "2027-08-31"
+    assert all(r.at.tzinfo is not None for r in rows)
+
+
+def test_a_failed_command_leaves_nothing_behind(svc: Service) -> None:
+    svc.subject_add("Amelia Jones", SubjectKind.PUPIL)
+    with pytest.raises(NotFound):
+        svc.post_draft("hi", ["stmarys-x"], "2027-06-01 10:00", featured=["S-UNKNOWN"])
+    with pytest.raises(InvalidInput):
+        svc.post_draft("hi", ["stmarys-x"], "2020-06-01 10:00")
+    with db.transaction(svc.engine) as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(m.PostRow)) == 0
+        assert s.scalar(sa.select(sa.func.count()).select_from(m.PostAccountRow)) == 0
+
+
+def test_approver_key_file_is_0600_and_encrypted(svc: Service, tmp_path: Path) -> None:
+    _, key = svc.approver_add("Jane Head", Role.HEADTEACHER, ["stmarys"], PW, PW, out=tmp_path / "k.pem")
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert svc.config.root_key_file.stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
+    assert isinstance(keys.read_private_key(key, PW), Ed25519PrivateKey)
