@@ -48,6 +48,9 @@ class Config:
     max_media_bytes: int
     approval_max_days: int
     graph_version: str
+    log_origin: str
+    log_vkey: str
+    app_role: str
     schools: tuple[SchoolConfig, ...]
     accounts: tuple[AccountConfig, ...] = field(default_factory=tuple)
 
@@ -117,6 +120,7 @@ def _build(path: Path, raw: dict[str, Any], r: _Reader) -> Config:
     trust = r.get(raw, "trust", dict, {}, "[trust]")
     policy = r.get(raw, "policy", dict, {}, "[policy]")
     graph = r.get(raw, "facebook", dict, {}, "[facebook]")
+    log = r.get(raw, "log", dict, {}, "[log]")
     data_dir = base / r.get(pub, "data_dir", str, "var", "publisher.data_dir")
     url = r.get(pub, "database_url", str, "", "publisher.database_url") or f"sqlite:///{data_dir / 'publisher.db'}"
     tz = r.get(pub, "timezone", str, "Europe/London", "publisher.timezone")
@@ -139,6 +143,9 @@ def _build(path: Path, raw: dict[str, Any], r: _Reader) -> Config:
         max_media_bytes=r.get(policy, "max_media_bytes", int, 15 * 1024 * 1024, "policy.max_media_bytes"),
         approval_max_days=r.get(policy, "approval_max_days", int, 60, "policy.approval_max_days"),
         graph_version=r.get(graph, "graph_version", str, "v26.0", "facebook.graph_version"),
+        log_origin=r.get(log, "origin", str, "trust-publisher.invalid/log", "log.origin"),
+        log_vkey=r.get(log, "vkey", str, "", "log.vkey"),
+        app_role=r.get(pub, "app_role", str, "", "publisher.app_role"),
         schools=schools,
         accounts=tuple(_accounts(raw, r, {s.id for s in schools})),
     )
@@ -180,16 +187,20 @@ def _accounts(raw: dict[str, Any], r: _Reader, schools: set[str]) -> list[Accoun
     return out
 
 
-def pin_root_key(path: Path, public_key_b64: str) -> None:
-    """Write trust.root_public_key into the config file, keeping everything else as it is."""
+def pin(path: Path, section: str, key: str, value: str) -> None:
+    """Write `key = "value"` into [section] of the config file, keeping everything else."""
     text = path.read_text(encoding="utf-8")
-    line = f'root_public_key = "{public_key_b64}"'
-    if re.search(r"(?m)^\s*root_public_key\s*=.*$", text):
-        text = re.sub(r"(?m)^\s*root_public_key\s*=.*$", line, text, count=1)
-    elif re.search(r"(?m)^\[trust\]\s*$", text):
-        text = re.sub(r"(?m)^\[trust\]\s*$", f"[trust]\n{line}", text, count=1)
+    line = f'{key} = "{value}"'
+    sec = re.search(rf"(?m)^\[{re.escape(section)}\]\s*$", text)
+    if sec is None:
+        text = text.rstrip("\n") + f"\n\n[{section}]\n{line}\n"
     else:
-        text = text.rstrip("\n") + f"\n\n[trust]\n{line}\n"
+        nxt = re.search(r"(?m)^\[", text[sec.end():])
+        end = sec.end() + (nxt.start() if nxt else len(text) - sec.end())
+        block = text[sec.end():end]
+        pattern = rf"(?m)^\s*{re.escape(key)}\s*=.*$"
+        block = re.sub(pattern, line, block, count=1) if re.search(pattern, block) else f"\n{line}" + block
+        text = text[: sec.end()] + block + text[end:]
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

@@ -7,7 +7,9 @@ method is one transaction: it commits everything or nothing.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import os
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,6 +43,12 @@ from publisher.domain.model import (
     SubjectKind,
 )
 from publisher.errors import InvalidInput, NotFound, TrustProblem, UsageError
+from publisher.ledger import log as kinds
+from publisher.ledger.keys import ensure_log_key, log_signer, log_verifier
+from publisher.ledger.log import Ledger, commit_text
+from publisher.ledger.note import NoteSigner
+from publisher.ledger.records import Audit
+from publisher.secrets import Vault, generate_key_file
 from publisher.store import db, repo
 from publisher.store import models as m
 
@@ -81,7 +89,7 @@ class Service:
     def open(cls, config: Config, actor: str, now: Now = _system_now, migrate: bool = False) -> Service:
         engine = db.make_engine(config.database_url)
         if migrate:
-            db.migrate(engine)
+            db.migrate(engine, config.app_role)
         elif not db.is_initialised(engine):
             raise UsageError(
                 f"The database at {config.database_url.split('///')[-1]} is not set up: run 'publisher init'"
@@ -92,6 +100,44 @@ class Service:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # -- the log and the vault ---------------------------------------------------------
+    @functools.cached_property
+    def audit(self) -> Audit:
+        verifier = log_verifier(self.config.log_vkey) if self.config.log_vkey else None
+        return Audit(Ledger(self.engine, verifier=verifier, origin=self.config.log_origin, now=self.now))
+
+    def vault(self) -> Vault:
+        return Vault.open(self.config.vault_path, os.environ, self.config.master_key_file)
+
+    def log_signer(self) -> NoteSigner:
+        signer = log_signer(self.vault(), self.config.log_origin)
+        if self.config.log_vkey and signer.verifier.vkey != self.config.log_vkey:
+            raise TrustProblem("The log key in the vault does not match log.vkey in the config: restore the vault")
+        return signer
+
+    def setup(self) -> list[str]:
+        """`publisher init`: the master key file (unless one is given), the log key, its pinned vkey."""
+        done = []
+        from publisher.errors import MasterKeyMissing
+
+        try:
+            self.vault()
+        except MasterKeyMissing:
+            generate_key_file(self.config.master_key_file)
+            done.append(f"vault master key written to {self.config.master_key_file} (0600): back it up offline")
+        vkey = ensure_log_key(self.vault(), self.config.log_origin)
+        if self.config.log_vkey != vkey:
+            if self.config.log_vkey:
+                raise TrustProblem("log.vkey in the config does not match the vault's log key: restore the vault")
+            cfgmod.pin(self.config.path, "log", "vkey", vkey)
+            done.append(f"log key created in the vault; verifier key pinned in {self.config.path}")
+        return done
+
+    def record(
+        self, s: Session, kind: str, body: dict[str, object], personal: dict[str, dict[str, object]] | None = None
+    ) -> None:
+        self.audit.record(s.connection(), kind, body, personal)
 
     def sync_config(self) -> None:
         """Schools and accounts come from config.toml; mirror them into the store."""
@@ -150,7 +196,7 @@ class Service:
         root = Ed25519PrivateKey.generate()
         keys.write_private_key(self.config.root_key_file, root, passphrase)
         pub = base64.b64encode(ap.raw_public(root.public_key())).decode("ascii")
-        cfgmod.pin_root_key(self.config.path, pub)
+        cfgmod.pin(self.config.path, "trust", "root_public_key", pub)
         return pub
 
     def _root(self, passphrase: str, key_file: Path | None) -> Ed25519PrivateKey:
@@ -207,6 +253,7 @@ class Service:
                 raise NotFound("approver key", kid, hint="see 'publisher trust approver list'")
             signed = ap.issue_revocation(root, kid, self.now(), reason.strip())
             s.add(m.RevocationRow(key_id=kid, body=signed.body, signature=signed.signature, created_at=self.now()))
+            self.record(s, kinds.APPROVER_REVOKED, {"key_id": kid, "reason": reason.strip(), "actor": self.actor})
 
     def approver_list(self) -> list[dict[str, object]]:
         """Every stored certificate, with whether it verifies against the pinned root and is revoked."""
@@ -273,6 +320,7 @@ class Service:
         with db.transaction(self.engine) as s:
             row = repo.get_subject(s, subject_id)
             row.never_publish, row.never_publish_reason = True, reason.strip()
+            self.record(s, kinds.SUBJECT_NEVER_PUBLISH, {"actor": self.actor}, {subject_id: {"name": row.display_name}})
 
     def consent_grant(
         self, subject_id: str, platform: Platform, scope: Scope, evidence: str, expires: date | None = None
@@ -432,6 +480,10 @@ class Service:
                     f"Post {post_id} is {row.status}: nothing to cancel (use 'publisher takedown' for a live post)"
                 )
             row.status, row.cancelled_at, row.cancelled_by = "cancelled", self.now(), self.actor
+            for d in s.scalars(select(m.DeliveryRow).where(m.DeliveryRow.post_id == post_id)):
+                if d.status == "queued":
+                    d.status = "cancelled"
+            self.record(s, kinds.POST_CANCELLED, {"post": post_id, "reason": reason, "actor": self.actor})
 
     # -- screening and approval ----------------------------------------------------------
     def media_refs(self, s: Session, post_id: str) -> tuple[MediaRef, ...]:
@@ -560,8 +612,44 @@ class Service:
             )
             s.add(approval)
             row.status = "approved"
+            for account in post.accounts:  # one delivery per (post, account), due at the scheduled time
+                s.add(
+                    m.DeliveryRow(
+                        id=new_id("D-"), post_id=post.id, account=account, due_at=nbf, status="queued", jti=claims.jti
+                    )
+                )
             s.flush()
+            self.record(
+                s,
+                kinds.APPROVAL_RECORDED,
+                {
+                    "post": post.id,
+                    "jti": claims.jti,
+                    "key_id": kid,
+                    "approver": cert_row.name,
+                    "manifest_sha256": claims.manifest_sha256,
+                    "accounts": sorted(post.accounts),
+                    "not_before": nbf.isoformat(),
+                    "not_after": naf.isoformat(),
+                    "text": commit_text(post.text),
+                    "media_sha256": [m_.sha256 for m_ in post.media],
+                    "actor": self.actor,
+                },
+                self.personal(s, post),
+            )
             return approval
+
+    def personal(self, s: Session, post: Post) -> dict[str, dict[str, object]]:
+        """What the log keeps, sealed, about each featured subject of a post."""
+        out: dict[str, dict[str, object]] = {}
+        for f in post.featured:
+            row = s.get(m.SubjectRow, f.subject_id)
+            out[f.subject_id] = {
+                "name": row.display_name if row else "",
+                "caption": post.text,
+                "scopes": sorted(sc.value for sc in f.scopes),
+            }
+        return out
 
 
 class ApprovalRefused(UsageError):

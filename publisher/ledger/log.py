@@ -62,11 +62,15 @@ SUBJECT_ERASED: Final = "subject_erased"
 SAR_ANSWERED: Final = "sar_answered"
 PUBLISHING_PAUSED: Final = "publishing_paused"
 PUBLISHING_RESUMED: Final = "publishing_resumed"
+SUBJECT_NEVER_PUBLISH: Final = "subject_never_publish"
+POST_CANCELLED: Final = "post_cancelled"
+PUBLISH_UNCONFIRMED: Final = "publish_unconfirmed"
 KINDS: Final = frozenset(
     {
         POST_PUBLISHED, PUBLISH_BLOCKED, TAKEDOWN_REQUESTED, TAKEN_DOWN, CONSENT_GRANTED,
         CONSENT_WITHDRAWN, APPROVAL_RECORDED, APPROVER_CERTIFIED, APPROVER_REVOKED,
         SUBJECT_ERASED, SAR_ANSWERED, PUBLISHING_PAUSED, PUBLISHING_RESUMED,
+        SUBJECT_NEVER_PUBLISH, POST_CANCELLED, PUBLISH_UNCONFIRMED,
     }
 )  # fmt: skip
 
@@ -616,6 +620,19 @@ class Ledger:
             query = query.where(log_entries.c.kind == kind)
         with closing(conn.execute(query.execution_options(yield_per=_BATCH))) as result:
             for seq, kind_, raw, leaf in result:
+                yield _entry_from_row(seq, kind_, bytes(raw), bytes(leaf))
+
+    def entries_at(self, conn: Connection, seqs: Iterable[int]) -> Iterator[Entry]:
+        """The entries with these sequence numbers, in seq order."""
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            query = (
+                select(log_entries.c.seq, log_entries.c.kind, log_entries.c.body, log_entries.c.leaf_hash)
+                .where(log_entries.c.seq.in_(chunk))
+                .order_by(log_entries.c.seq)
+            )
+            for seq, kind_, raw, leaf in conn.execute(query):
                 yield _entry_from_row(seq, kind_, bytes(raw), bytes(leaf))
 
     # ------------------------------------------------------------------ subjects

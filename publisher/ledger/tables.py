@@ -7,7 +7,7 @@ holds the per-subject keys whose deletion crypto-shreds a subject's sealed field
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, LargeBinary, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, Table, Text
 
 metadata = MetaData()
 
@@ -40,4 +40,14 @@ subject_keys = Table(
     Column("subject_id", Text, nullable=False, unique=True),
     Column("key", LargeBinary(32), nullable=False),  # ChaCha20-Poly1305 key; delete = erase
     Column("created_at", Text, nullable=False),
+)
+
+# Which entries mention which pseudonym: a derived, rebuildable index (not part of the log's
+# evidence) so a subject access request does not read a million entries.
+log_subject_index = Table(
+    "log_subject_index",
+    metadata,
+    Column("ref", Text, nullable=False),
+    Column("seq", _Seq, nullable=False),
+    Index("ix_log_subject_index_ref", "ref", "seq", unique=True),
 )

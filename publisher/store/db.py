@@ -19,12 +19,19 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _begin_immediate(conn: Any) -> None:
+    # Take the write lock at the start: a read transaction that later writes can otherwise
+    # fail at once with SQLITE_BUSY instead of waiting its turn.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -37,6 +44,7 @@ def make_engine(url: str) -> Engine:
                 raise StoreUnavailable(f"Database folder {parent} does not exist: run 'publisher init'")
         engine = create_engine(url, connect_args={"timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, pool_pre_ping=True)
 
@@ -50,12 +58,15 @@ def _alembic_config(engine: Engine) -> Any:
     return cfg
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest migration (idempotent)."""
+def migrate(engine: Engine, app_role: str = "") -> None:
+    """Bring the schema to the newest migration (idempotent). On PostgreSQL, app_role is the
+    runtime role that gets INSERT and SELECT only on the log tables."""
     from alembic import command
 
+    cfg = _alembic_config(engine)
+    cfg.attributes["app_role"] = app_role
     try:
-        command.upgrade(_alembic_config(engine), "head")
+        command.upgrade(cfg, "head")
     except (OperationalError, DBAPIError) as exc:
         raise StoreUnavailable(
             f"Database cannot be opened or migrated ({type(exc.orig).__name__}): check database_url in config.toml"

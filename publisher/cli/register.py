@@ -1,92 +1,17 @@
-"""The command line: the only module that prints or exits.
-
-Every error is one line (what, which object, what to do) and a non-zero exit; `-v` shows
-the traceback. Heavy modules are imported inside the commands so `--help` answers at once.
-"""
+"""Commands for the register: trust, subjects, consent, devices, posts, accounts."""
 
 from __future__ import annotations
 
-import getpass
-import json
-import os
 import sys
-import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from publisher.cli.app import PLATFORMS, SCOPES, Ctx, cli, emit, pass_ctx, passphrase
+
 if TYPE_CHECKING:
-    from publisher.config import Config
     from publisher.service import Service
-
-F = TypeVar("F", bound=Callable[..., Any])
-PLATFORMS = click.Choice(["x", "facebook", "instagram"])
-SCOPES = click.Choice(["image", "name"])
-
-
-@dataclass
-class Ctx:
-    config_path: Path | None
-    actor: str
-    verbose: bool
-
-    def config(self) -> Config:
-        from publisher import config
-
-        return config.load(self.config_path)
-
-    def service(self, migrate: bool = False) -> Service:
-        from publisher.service import Service
-
-        svc = Service.open(self.config(), self.actor, migrate=migrate)
-        click.get_current_context().call_on_close(svc.close)
-        return svc
-
-
-def _actor(given: str | None) -> str:
-    if given:
-        return given
-    env = os.environ.get("PUBLISHER_USER", "").strip()
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def emit(data: Any, as_json: bool, lines: Callable[[], list[str]]) -> None:
-    if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
-    else:
-        for line in lines():
-            click.echo(line)
-
-
-def passphrase(file: Path | None, prompt: str, confirm: bool = False) -> str:
-    from publisher.approvals.keys import read_passphrase_file
-
-    if file is not None:
-        return read_passphrase_file(file)
-    if not sys.stdin.isatty():
-        raise click.UsageError(f"{prompt}: pass a --*passphrase-file (no terminal to ask on)")
-    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
-
-
-@click.group()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="config.toml (default ./config.toml)")
-@click.option("--as", "actor", metavar="NAME", help="who is acting (default $PUBLISHER_USER, then the login name)")
-@click.option("-v", "--verbose", is_flag=True, help="show tracebacks")
-@click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, actor: str | None, verbose: bool) -> None:
-    """Publish a school Trust's approved, consent-checked posts, and log what went live."""
-    ctx.obj = Ctx(config_path, _actor(actor), verbose)
-
-
-pass_ctx = click.make_pass_decorator(Ctx)
 
 
 @cli.command()
@@ -96,7 +21,9 @@ def init(c: Ctx) -> None:
     cfg = c.config()
     for sub in ("", "media", "keys"):
         (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
-    c.service(migrate=True)
+    svc = c.service(migrate=True)
+    for line in svc.setup():
+        click.echo(line)
     click.echo(f"Ready: data in {cfg.data_dir}, database {cfg.database_url.split('///')[-1]}")
 
 
@@ -576,34 +503,3 @@ def account_list(c: Ctx, as_json: bool) -> None:
             for d in data
         ],
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    from publisher.errors import PublisherError
-
-    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
-    try:
-        cli.main(args=argv, prog_name="publisher", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted: nothing changed.", err=True)
-        return 1
-    except click.UsageError as exc:
-        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        click.echo(f"error: {exc.format_message()}{where}", err=True)
-        return exc.exit_code
-    except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
-        return exc.exit_code
-    except PublisherError as exc:
-        if verbose:
-            traceback.print_exc()
-        click.echo(f"error: {exc}", err=True)
-        return 1
-    except KeyboardInterrupt:
-        click.echo("Interrupted.", err=True)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The command line: the only place that prints or exits.
+
+Every error is one line (what, which object, what to do) and a non-zero exit; `-v` shows
+the traceback. Commands live in the modules beside this one, registered on one group.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from publisher.cli import register  # noqa: F401  (registers the commands)
+from publisher.cli.app import cli
+
+__all__ = ["cli", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from publisher.errors import PublisherError
+
+    verbose = "-v" in (argv or sys.argv[1:]) or "--verbose" in (argv or sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="publisher", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted: nothing changed.", err=True)
+        return 1
+    except click.UsageError as exc:
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{where}", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except PublisherError as exc:
+        if verbose:
+            traceback.print_exc()
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        return 130
+    return 0
