@@ -11,7 +11,7 @@ import functools
 import hashlib
 import os
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -135,8 +135,13 @@ class Service:
         return done
 
     def record(
-        self, s: Session, kind: str, body: dict[str, object], personal: dict[str, dict[str, object]] | None = None
+        self,
+        s: Session,
+        kind: str,
+        body: Mapping[str, object],
+        personal: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
+        """Append a log entry in the session's transaction; personal fields are sealed per subject."""
         self.audit.record(s.connection(), kind, body, personal)
 
     def sync_config(self) -> None:
@@ -241,6 +246,19 @@ class Service:
                 )
             )
             s.flush()
+            self.record(
+                s,
+                kinds.APPROVER_CERTIFIED,
+                {
+                    "key_id": kid,
+                    "name": name.strip(),
+                    "role": role.value,
+                    "schools": sorted(school_ids),
+                    "valid_until": (now + timedelta(days=valid_days)).isoformat(),
+                    "certificate_sha256": hashlib.sha256(signed.body).hexdigest(),
+                    "actor": self.actor,
+                },
+            )
             keys.write_private_key(path, approver, approver_passphrase)
         return kid, path
 
@@ -333,17 +351,25 @@ class Service:
         if until < today:
             raise InvalidInput(f"--expires {until} is in the past: give a future date")
         with db.transaction(self.engine) as s:
-            repo.get_subject(s, subject_id)
+            row = repo.get_subject(s, subject_id)
             repo.add_consent(
                 s, subject_id, platform, scope, ConsentAction.GRANT, now, self.actor, evidence.strip(), until
+            )
+            body = {"platform": platform.value, "scope": scope.value, "expires": until.isoformat(), "actor": self.actor}
+            self.record(
+                s, kinds.CONSENT_GRANTED, body, {subject_id: {"name": row.display_name, "evidence": evidence.strip()}}
             )
         return until
 
     def consent_withdraw(self, subject_id: str, platform: Platform, scope: Scope, evidence: str = "") -> None:
         with db.transaction(self.engine) as s:
-            repo.get_subject(s, subject_id)
+            row = repo.get_subject(s, subject_id)
             repo.add_consent(
                 s, subject_id, platform, scope, ConsentAction.WITHDRAW, self.now(), self.actor, evidence.strip()
+            )
+            body = {"platform": platform.value, "scope": scope.value, "actor": self.actor}
+            self.record(
+                s, kinds.CONSENT_WITHDRAWN, body, {subject_id: {"name": row.display_name, "evidence": evidence.strip()}}
             )
 
     def consent_rows(self, subject_id: str | None = None) -> list[m.ConsentEventRow]:

@@ -11,7 +11,7 @@ import traceback
 
 import click
 
-from publisher.cli import register  # noqa: F401  (registers the commands)
+from publisher.cli import register, secrets_cmd  # noqa: F401  (they register their commands)
 from publisher.cli.app import cli
 
 __all__ = ["cli", "main"]

@@ -165,3 +165,19 @@ def test_clock_change_times_at_drafting(s: Seeded) -> None:
     assert r.code != 0 and "does not exist" in r.err
     pid = s.draft("x", at="2027-03-28 09:00")
     assert s.show(pid)["scheduled_at"] == "2027-03-28T08:00:00+00:00"
+
+
+def test_the_log_records_the_path_without_names_in_clear(s: Seeded) -> None:
+    pid = s.draft("Amelia's painting", "--subject", f"{s.amelia}:image+name")
+    s.approve(pid)
+    con = sqlite3.connect(s.ws.dir / "var" / "publisher.db")
+    rows = con.execute("SELECT kind, body FROM log_entries ORDER BY seq").fetchall()
+    con.close()
+    kinds = [k for k, _ in rows]
+    assert kinds.count("consent_granted") == 8 and kinds.count("consent_withdrawn") == 0
+    assert kinds.count("approver_certified") == 1 and kinds[-1] == "approval_recorded"
+    assert "subject_never_publish" in kinds
+    blob = b"".join(bytes(b) for _, b in rows)
+    for name in (b"Amelia", b"Millie", b"Oliver", b"Nadia", b"painting", b"SMA-2026"):
+        assert name not in blob
+    assert pid.encode() in blob
