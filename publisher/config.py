@@ -195,9 +195,9 @@ def pin(path: Path, section: str, key: str, value: str) -> None:
     if sec is None:
         text = text.rstrip("\n") + f"\n\n[{section}]\n{line}\n"
     else:
-        nxt = re.search(r"(?m)^\[", text[sec.end():])
+        nxt = re.search(r"(?m)^\[", text[sec.end() :])
         end = sec.end() + (nxt.start() if nxt else len(text) - sec.end())
-        block = text[sec.end():end]
+        block = text[sec.end() : end]
         pattern = rf"(?m)^\s*{re.escape(key)}\s*=.*$"
         block = re.sub(pattern, line, block, count=1) if re.search(pattern, block) else f"\n{line}" + block
         text = text[: sec.end()] + block + text[end:]

@@ -1,66 +1,122 @@
-"""Canonical JSON (RFC 8785) for everything that is signed or hashed, and a strict reader.
+"""RFC 8785 (JCS) canonical JSON for everything signed or hashed, and a strict parser.
 
 Signed bytes are produced once and kept; verification reads the exact bytes, never a
-re-serialisation. The reader rejects duplicate keys and non-integer numbers, because
-`json.loads` silently keeps the last of two equal keys.
+re-serialisation.
+
+Only what JCS and I-JSON treat the same everywhere is admitted: objects with string keys,
+arrays, strings, booleans, null and integers within +/-(2**53 - 1). Floats are refused on
+both sides (their JCS spelling surprises people: ``1.0`` becomes ``1``). The parser rejects
+duplicate keys (``json.loads`` would silently keep the last one), floats and the non-JSON
+constants ``NaN`` / ``Infinity``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import rfc8785
 
 
 class CanonicalError(ValueError):
-    pass
+    """JSON that is not admitted: a float, a duplicate key, a huge integer, not canonical."""
 
 
-def _check(value: Any, path: str = "$") -> None:
-    if isinstance(value, float):
-        raise CanonicalError(f"{path}: numbers must be integers")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise CanonicalError(f"{path}: keys must be strings")
-            _check(v, f"{path}.{k}")
-    elif isinstance(value, list | tuple):
-        for i, v in enumerate(value):
-            _check(v, f"{path}[{i}]")
+SCHEMA_VERSION = 1
+VERSION_KEY = "v"
+MAX_SAFE_INTEGER = 2**53 - 1
 
 
-def dumps(value: Any) -> bytes:
-    """RFC 8785 bytes of value; integers only."""
-    _check(value)
+def encode(value: Any) -> bytes:
+    """The RFC 8785 bytes of ``value``; raises CanonicalError for floats and other non-JSON."""
+    _check(value, "$")
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
-        raise CanonicalError(str(exc)) from None
+        return bytes(rfc8785.dumps(value))
+    except (ValueError, TypeError) as exc:
+        raise CanonicalError(f"cannot canonicalise JSON: {exc}") from exc
 
 
-def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def encode_versioned(body: Mapping[str, Any], version: int = SCHEMA_VERSION) -> bytes:
+    """``encode`` of ``body`` with the schema version field ``"v"`` set."""
+    if VERSION_KEY in body and body[VERSION_KEY] != version:
+        raise CanonicalError(f"body already carries schema version {body[VERSION_KEY]!r}, not {version}")
+    return encode({**body, VERSION_KEY: version})
+
+
+def _check(value: Any, path: str) -> None:
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise CanonicalError(f"integer at {path} is outside +/-(2**53 - 1)")
+        return
+    if isinstance(value, float):
+        raise CanonicalError(f"float at {path}: only integers are allowed")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise CanonicalError(f"non-string key {key!r} at {path}")
+            _check(item, f"{path}.{key}")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _check(item, f"{path}[{i}]")
+        return
+    raise CanonicalError(f"value of type {type(value).__name__} at {path} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise CanonicalError(f"duplicate key {key!r}")
+            raise CanonicalError(f"duplicate JSON key {key!r}")
         out[key] = value
     return out
 
 
-def _no_float(text: str) -> Any:
-    raise CanonicalError(f"non-integer number {text}")
+def _no_float(text: str) -> NoReturn:
+    raise CanonicalError(f"float {text} in JSON: only integers are allowed")
 
 
-def _no_constant(text: str) -> Any:
+def _safe_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_SAFE_INTEGER:
+        raise CanonicalError(f"integer {text} is outside +/-(2**53 - 1)")
+    return value
+
+
+def _no_constant(text: str) -> NoReturn:
     raise CanonicalError(f"{text} is not JSON")
 
 
-def loads(data: bytes | str) -> Any:
-    """Parse JSON strictly: no duplicate keys, no floats, no NaN/Infinity."""
+_decoder = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_int=_safe_int, parse_constant=_no_constant
+)
+
+
+def parse(data: bytes | str, *, require_canonical: bool = False) -> Any:
+    """Parse JSON strictly. With ``require_canonical`` the bytes must be exactly RFC 8785."""
     try:
-        return json.loads(data, object_pairs_hook=_pairs, parse_float=_no_float, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise CanonicalError(f"not valid JSON: {exc.msg} at position {exc.pos}") from None
-    except UnicodeDecodeError:
-        raise CanonicalError("not valid UTF-8") from None
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = _decoder.decode(text)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CanonicalError(f"not valid JSON: {exc}") from exc
+    if require_canonical:
+        raw = data if isinstance(data, bytes) else data.encode("utf-8")
+        if encode(value) != raw:
+            raise CanonicalError("JSON is not in RFC 8785 canonical form")
+    return value
+
+
+def parse_object(data: bytes | str, *, require_canonical: bool = False) -> dict[str, Any]:
+    """``parse`` that also requires a JSON object at the top."""
+    value = parse(data, require_canonical=require_canonical)
+    if not isinstance(value, dict):
+        raise CanonicalError("expected a JSON object")
+    return value
+
+
+# The names the approval code reads best with.
+dumps = encode
+loads = parse

@@ -1,111 +1,14 @@
-"""RFC 8785 (JCS) canonical JSON for log entry bodies, and a strict parser.
-
-Only what JCS and I-JSON treat the same everywhere is admitted: objects with string keys,
-arrays, strings, booleans, null and integers within +/-(2**53 - 1). Floats are refused on
-both sides (their JCS spelling surprises people: ``1.0`` becomes ``1``). The parser rejects
-duplicate keys (``json.loads`` would silently keep the last one), floats and the non-JSON
-constants ``NaN`` / ``Infinity``.
-"""
+"""Canonical JSON for log bodies: the one implementation lives in publisher.domain.canonical."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any, NoReturn
-
-import rfc8785
-
-from publisher.errors import InvalidInput
-
-SCHEMA_VERSION = 1
-VERSION_KEY = "v"
-MAX_SAFE_INTEGER = 2**53 - 1
-
-
-def encode(value: Any) -> bytes:
-    """The RFC 8785 bytes of ``value``; raises InvalidInput for floats and other non-JSON."""
-    _check(value, "$")
-    try:
-        return bytes(rfc8785.dumps(value))
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput(f"cannot canonicalise JSON: {exc}") from exc
-
-
-def encode_versioned(body: Mapping[str, Any], version: int = SCHEMA_VERSION) -> bytes:
-    """``encode`` of ``body`` with the schema version field ``"v"`` set."""
-    if VERSION_KEY in body and body[VERSION_KEY] != version:
-        raise InvalidInput(f"body already carries schema version {body[VERSION_KEY]!r}, not {version}")
-    return encode({**body, VERSION_KEY: version})
-
-
-def _check(value: Any, path: str) -> None:
-    if value is None or isinstance(value, bool | str):
-        return
-    if isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise InvalidInput(f"integer at {path} is outside +/-(2**53 - 1)")
-        return
-    if isinstance(value, float):
-        raise InvalidInput(f"float at {path}: only integers are allowed")
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidInput(f"non-string key {key!r} at {path}")
-            _check(item, f"{path}.{key}")
-        return
-    if isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]")
-        return
-    raise InvalidInput(f"value of type {type(value).__name__} at {path} is not JSON")
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise InvalidInput(f"duplicate JSON key {key!r}")
-        out[key] = value
-    return out
-
-
-def _no_float(text: str) -> NoReturn:
-    raise InvalidInput(f"float {text} in JSON: only integers are allowed")
-
-
-def _safe_int(text: str) -> int:
-    value = int(text)
-    if abs(value) > MAX_SAFE_INTEGER:
-        raise InvalidInput(f"integer {text} is outside +/-(2**53 - 1)")
-    return value
-
-
-def _no_constant(text: str) -> NoReturn:
-    raise InvalidInput(f"{text} is not JSON")
-
-
-_decoder = json.JSONDecoder(
-    object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_int=_safe_int, parse_constant=_no_constant
+from publisher.domain.canonical import (
+    SCHEMA_VERSION,
+    CanonicalError,
+    encode,
+    encode_versioned,
+    parse,
+    parse_object,
 )
 
-
-def parse(data: bytes | str, *, require_canonical: bool = False) -> Any:
-    """Parse JSON strictly. With ``require_canonical`` the bytes must be exactly RFC 8785."""
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
-        value = _decoder.decode(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidInput(f"not valid JSON: {exc}") from exc
-    if require_canonical:
-        raw = data if isinstance(data, bytes) else data.encode("utf-8")
-        if encode(value) != raw:
-            raise InvalidInput("JSON is not in RFC 8785 canonical form")
-    return value
-
-
-def parse_object(data: bytes | str, *, require_canonical: bool = False) -> dict[str, Any]:
-    """``parse`` that also requires a JSON object at the top."""
-    value = parse(data, require_canonical=require_canonical)
-    if not isinstance(value, dict):
-        raise InvalidInput("expected a JSON object")
-    return value
+__all__ = ["SCHEMA_VERSION", "CanonicalError", "encode", "encode_versioned", "parse", "parse_object"]

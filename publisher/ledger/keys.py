@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from publisher.errors import LedgerError
 from publisher.ledger.note import NoteSigner, NoteVerifier
 
-LOG_KEY_SECRET = "log/signing-key"
+LOG_KEY_SECRET = "log/signing-key"  # noqa: S105 - a vault entry name, not a secret
 
 
 class SecretStore(Protocol):
@@ -28,8 +28,9 @@ def ensure_log_key(vault: SecretStore, origin: str) -> str:
     """Create the log key in the vault if it is not there; return its public vkey."""
     if not vault.has(LOG_KEY_SECRET):
         key = Ed25519PrivateKey.generate()
-        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                serialization.NoEncryption())
+        raw = key.private_bytes(
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
         vault.set(LOG_KEY_SECRET, base64.b64encode(raw))
     return log_signer(vault, origin).verifier.vkey
 

@@ -276,7 +276,7 @@ def verify_entry_proof(proof_text: str, vkey: str | NoteVerifier) -> ProvenEntry
     assert verified.extra is not None  # verify_tlog_proof hashed it
     try:
         doc = canonical.parse_object(verified.extra, require_canonical=True)
-    except InvalidInput as exc:
+    except (InvalidInput, canonical.CanonicalError) as exc:
         raise LedgerError(f"the proven entry is not a canonical log body: {exc}") from exc
     if doc.get("seq") != verified.index:
         raise LedgerError(f"the proven entry says seq {doc.get('seq')!r} but the proof is for {verified.index}")
@@ -306,7 +306,7 @@ def _check_row(seq: int, row: Sequence[Any]) -> None:
         raise LogIntegrityError(seq, "stored leaf hash does not match the entry body")
     try:
         doc = canonical.parse_object(raw)
-    except InvalidInput as exc:
+    except (InvalidInput, canonical.CanonicalError) as exc:
         raise LogIntegrityError(seq, f"entry body is not valid log JSON ({exc})") from exc
     if doc.get("seq") != seq:
         raise LogIntegrityError(seq, f"entry body says seq {doc.get('seq')!r}: rows were moved")

@@ -57,9 +57,12 @@ class Audit:
 
     def entries_about(self, conn: Connection, ref: str) -> Iterator[tuple[Entry, dict[str, Any] | None]]:
         """Every entry mentioning ref, with that subject's fields opened (None once erased)."""
-        seqs = [int(s) for s in conn.execute(
-            select(log_subject_index.c.seq).where(log_subject_index.c.ref == ref).order_by(log_subject_index.c.seq)
-        ).scalars()]
+        seqs = [
+            int(s)
+            for s in conn.execute(
+                select(log_subject_index.c.seq).where(log_subject_index.c.ref == ref).order_by(log_subject_index.c.seq)
+            ).scalars()
+        ]
         for entry in self.ledger.entries_at(conn, seqs):
             mine = next((s for s in entry.body.get("subjects", []) if s.get("ref") == ref), None)
             opened = self.ledger.open(conn, ref, mine["sealed"]) if mine and mine.get("sealed") else None

@@ -24,24 +24,44 @@ def _forms(secret: bytes) -> list[bytes]:
 
 def _raw_private(path: Path, pw: str) -> bytes:
     return read_private_key(path, pw).private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
 
 
 def test_planted_secrets_appear_nowhere_in_clear(workspace: Workspace, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     s = seed(workspace)
     outputs = []
-    r = workspace.run("secrets", "set", "account/stmarys-facebook", stdin=f'{{"page_id":"1","access_token":"{CREDENTIAL}"}}')
+    r = workspace.run(
+        "secrets", "set", "account/stmarys-facebook", stdin=f'{{"page_id":"1","access_token":"{CREDENTIAL}"}}'
+    )
     assert r.code == 0
     outputs.append(r)
     pid = s.draft("Amelia's art", "--subject", f"{s.amelia}:image+name", "--media", str(photo(workspace.dir / "a.jpg")))
     outputs.append(workspace.run("post", "show", pid, "--json"))
     wrong = workspace.write("wrong.pw", "definitely-the-wrong-passphrase")
     for pw in (wrong, workspace.dir / "head.pw"):
-        outputs.append(workspace.run("-v", "post", "approve", pid, "--key", str(s.key), "--passphrase-file", str(pw),
-                                     actor="Jane Head"))
-    outputs.append(workspace.run("-v", "trust", "approver", "add", "--name", "X", "--role", "headteacher",
-                                 "--root-passphrase-file", str(wrong), "--passphrase-file", str(wrong)))
+        outputs.append(
+            workspace.run(
+                "-v", "post", "approve", pid, "--key", str(s.key), "--passphrase-file", str(pw), actor="Jane Head"
+            )
+        )
+    outputs.append(
+        workspace.run(
+            "-v",
+            "trust",
+            "approver",
+            "add",
+            "--name",
+            "X",
+            "--role",
+            "headteacher",
+            "--root-passphrase-file",
+            str(wrong),
+            "--passphrase-file",
+            str(wrong),
+        )
+    )
     outputs.append(workspace.run("secrets", "list"))
     outputs.append(workspace.run("trust", "approver", "list", "--json"))
 

@@ -35,7 +35,7 @@ def test_duplicate_keys_in_a_validly_signed_statement_are_rejected() -> None:
     body = canonical.dumps(ap.statement(w.claims())).decode()
     dup = body[:-1] + ',"post":"P-OTHER"}'
     token = _resign(w, dup.encode())
-    with pytest.raises(ap.SignatureProblem, match="duplicate key"):
+    with pytest.raises(ap.SignatureProblem, match="duplicate JSON key"):
         ap.verify_approval(token, w.approver_pub)
 
 

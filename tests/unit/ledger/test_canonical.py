@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from publisher.errors import InvalidInput
 from publisher.ledger import canonical
 
 
@@ -23,13 +22,13 @@ def test_non_ascii_is_kept_raw() -> None:
 
 @pytest.mark.parametrize("value", [1.0, {"a": 0.5}, [float("nan")], {"a": 2**53}, {1: "x"}, {"a": b"x"}])
 def test_floats_big_ints_and_non_json_are_refused(value: object) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(canonical.CanonicalError):
         canonical.encode(value)
 
 
 def test_version_field_is_added_and_checked() -> None:
     assert canonical.encode_versioned({"x": 1}) == b'{"v":1,"x":1}'
-    with pytest.raises(InvalidInput):
+    with pytest.raises(canonical.CanonicalError):
         canonical.encode_versioned({"v": 2})
 
 
@@ -38,17 +37,17 @@ def test_version_field_is_added_and_checked() -> None:
     ['{"a":1,"a":2}', '{"a":1.5}', '{"a":1e3}', '{"a":NaN}', '{"a":Infinity}', '{"a":9007199254740993}', "{"],
 )
 def test_strict_parser_refuses(text: str) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(canonical.CanonicalError):
         canonical.parse(text)
 
 
 def test_require_canonical() -> None:
     assert canonical.parse_object(b'{"a":1,"b":2}', require_canonical=True) == {"a": 1, "b": 2}
-    with pytest.raises(InvalidInput):
+    with pytest.raises(canonical.CanonicalError):
         canonical.parse(b'{"b":2,"a":1}', require_canonical=True)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(canonical.CanonicalError):
         canonical.parse(b'{"a": 1}', require_canonical=True)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(canonical.CanonicalError):
         canonical.parse_object(b"[1]")
 
 
