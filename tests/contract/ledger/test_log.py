@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from publisher.domain.canonical import CanonicalError
 from publisher.errors import InvalidInput, LedgerError, LogIntegrityError
 from publisher.ledger import canonical, log, merkle
 from publisher.ledger.log import Ledger, install, verify_entry_proof
@@ -124,7 +125,7 @@ def test_append_refuses_unknown_kind_and_reserved_keys(engine: Engine) -> None:
         ledger.append(conn, "post_deleted_quietly", {})
     with engine.begin() as conn, pytest.raises(InvalidInput):
         ledger.append(conn, log.POST_PUBLISHED, {"seq": 5})
-    with engine.begin() as conn, pytest.raises(InvalidInput):
+    with engine.begin() as conn, pytest.raises(CanonicalError):
         ledger.append(conn, log.POST_PUBLISHED, {"score": 0.5})
 
 
