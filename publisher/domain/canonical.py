@@ -29,8 +29,17 @@ MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def encode(value: Any) -> bytes:
-    """The RFC 8785 bytes of ``value``; raises CanonicalError for floats and other non-JSON."""
-    _check(value, "$")
+    """The RFC 8785 bytes of ``value``; raises CanonicalError for floats and other non-JSON.
+
+    When every object key is ASCII, RFC 8785 and ``json.dumps(sort_keys=True, compact,
+    ensure_ascii=False)`` write the same bytes (same key order, same string escapes, integers
+    only), and the latter is ten times faster; a property test holds the two together.
+    """
+    if _check(value, "$"):
+        try:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: let rfc8785 refuse it
     try:
         return bytes(rfc8785.dumps(value))
     except (ValueError, TypeError) as exc:
@@ -44,25 +53,27 @@ def encode_versioned(body: Mapping[str, Any], version: int = SCHEMA_VERSION) -> 
     return encode({**body, VERSION_KEY: version})
 
 
-def _check(value: Any, path: str) -> None:
+def _check(value: Any, path: str) -> bool:
+    """Refuse what is not admitted; return whether every object key below is ASCII."""
     if value is None or isinstance(value, bool | str):
-        return
+        return True
     if isinstance(value, int):
         if abs(value) > MAX_SAFE_INTEGER:
             raise CanonicalError(f"integer at {path} is outside +/-(2**53 - 1)")
-        return
+        return True
     if isinstance(value, float):
         raise CanonicalError(f"float at {path}: only integers are allowed")
+    ascii_keys = True
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalError(f"non-string key {key!r} at {path}")
-            _check(item, f"{path}.{key}")
-        return
+            ascii_keys = _check(item, f"{path}.{key}") and ascii_keys and key.isascii()
+        return ascii_keys
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            _check(item, f"{path}[{i}]")
-        return
+            ascii_keys = _check(item, f"{path}[{i}]") and ascii_keys
+        return ascii_keys
     raise CanonicalError(f"value of type {type(value).__name__} at {path} is not JSON")
 
 

@@ -77,6 +77,9 @@ KINDS: Final = frozenset(
 RESERVED_KEYS: Final = frozenset({"v", "seq", "kind", "ts"})
 CHECKPOINT_SUFFIX: Final = ".checkpoint"
 _BATCH = 10_000
+# Built once: SQLAlchemy memoises a statement's cache key, so the hot path compiles nothing.
+_INSERT_ENTRY: Final = insert(log_entries)
+_HEAD: Final = select(log_entries.c.seq, log_entries.c.leaf_hash).order_by(log_entries.c.seq.desc()).limit(1)
 _SEAL_CONTEXT = b"trust-publisher/subject-seal/v1\x00"
 
 
@@ -373,7 +376,7 @@ class Ledger:
         ts = format_ts(self._now())
         raw = canonical.encode_versioned({**body, "seq": seq, "kind": kind, "ts": ts})
         leaf = merkle.leaf_hash(raw)
-        conn.execute(insert(log_entries).values(seq=seq, kind=kind, body=raw, leaf_hash=leaf, created_at=ts))
+        conn.execute(_INSERT_ENTRY, {"seq": seq, "kind": kind, "body": raw, "leaf_hash": leaf, "created_at": ts})
         frontier.append(leaf)
         self._head_leaf = leaf
         return Entry(seq, kind, parse_ts(ts), dict(body), raw, leaf)
@@ -388,9 +391,7 @@ class Ledger:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.log_entries'))"))
 
     def _current_frontier(self, conn: Connection) -> merkle.CompactRange:
-        row = conn.execute(
-            select(log_entries.c.seq, log_entries.c.leaf_hash).order_by(log_entries.c.seq.desc()).limit(1)
-        ).first()
+        row = conn.execute(_HEAD).first()
         size, leaf = (0, None) if row is None else (row[0] + 1, bytes(row[1]))
         cached = self._frontier
         if cached is not None and cached.size == size and self._head_leaf == leaf:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+import rfc8785
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publisher.ledger import canonical
@@ -62,3 +63,27 @@ json_values = st.recursive(
 def test_round_trip(value: object) -> None:
     data = canonical.encode(value)
     assert canonical.parse(data, require_canonical=True) == value
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json)
+def test_fast_path_writes_exactly_what_rfc8785_writes(value: object) -> None:
+    try:
+        expected = rfc8785.dumps(value)
+    except (ValueError, TypeError):
+        with pytest.raises(canonical.CanonicalError):
+            canonical.encode(value)
+        return
+    assert canonical.encode(value) == expected
+
+
+def test_keys_outside_the_bmp_sort_by_utf16_code_units() -> None:
+    value = {"\U0001f600": 1, "\ue000": 2}
+    assert canonical.encode(value) == rfc8785.dumps(value)
