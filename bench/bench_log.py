@@ -5,7 +5,8 @@
 Measures, on SQLite in WAL mode with synchronous=FULL:
   * appends/s through Ledger.append at 1 and 100 entries per transaction, beside a raw
     sqlite3 executemany of the same (pre-built) rows at the same batch sizes and durability;
-  * the time to verify an N-entry log (default 1,000,000; built with batched appends);
+  * the time to verify an N-entry log (default 1,000,000; built with batched inserts of the
+    exact rows Ledger.append writes);
   * checkpoint time, inclusion proof size, proof generation and offline verification time.
 Prints tables and writes the figures as JSON. No timed assertions.
 """
@@ -137,10 +138,22 @@ def big_log(directory: Path, entries: int) -> dict[str, Any]:
 
 
 def _build(engine: Engine, ledger: Ledger, entries: int) -> None:
-    for first in range(0, entries, 10_000):
-        with engine.begin() as conn:
-            for i in range(first, min(first + 10_000, entries)):
-                ledger.append(conn, log.POST_PUBLISHED, body(i))
+    """Write the entries exactly as Ledger.append would (same canonical bodies, leaf hashes,
+    dense seq and triggers), in large executemany batches: building is not what is measured."""
+    raw_conn = engine.raw_connection()
+    try:
+        db = raw_conn.driver_connection
+        assert db is not None
+        for first in range(0, entries, 50_000):
+            rows = []
+            for i in range(first, min(first + 50_000, entries)):
+                raw = canonical.encode_versioned({**body(i), "seq": i, "kind": log.POST_PUBLISHED, "ts": TS})
+                rows.append((i, log.POST_PUBLISHED, raw, merkle.leaf_hash(raw), TS))
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?)", rows)
+            db.execute("COMMIT")
+    finally:
+        raw_conn.close()
 
 
 def main() -> None:
@@ -166,7 +179,7 @@ def main() -> None:
         big = big_log(directory, args.entries)
         results["big_log"] = big
     print()
-    print(f"Log of {big['entries']:,} entries (built in {big['build_s']} s with 10,000 appends per txn)")
+    print(f"Log of {big['entries']:,} entries (built in {big['build_s']} s with batched raw inserts of the same rows)")
     for key in ("checkpoint_s", "verify_s", "frontier_reload_s", "prove_s", "proof_verify_us"):
         print(f"  {key:<20} {big[key]}")
     print(
