@@ -18,14 +18,15 @@ class ConsentStatus(StrEnum):
     MISSING = "missing"
 
 
-def latest(
-    events: Iterable[ConsentEvent], subject_id: str, platform: Platform, scope: Scope, now: datetime
-) -> ConsentEvent | None:
-    """The last event for (subject, platform, scope) at or before now; later events win ties."""
+def latest(events: Iterable[ConsentEvent], subject_id: str, platform: Platform, scope: Scope) -> ConsentEvent | None:
+    """The last recorded event for (subject, platform, scope).
+
+    Events are taken in the order they were recorded (the register's insertion order), not by
+    their clock time, so a withdrawal is never overtaken by a grant stamped by a skewed clock.
+    """
     found: ConsentEvent | None = None
     for e in events:
-        same = e.subject_id == subject_id and e.platform == platform and e.scope == scope
-        if same and e.at <= now and (found is None or e.at >= found.at):
+        if e.subject_id == subject_id and e.platform == platform and e.scope == scope:
             found = e
     return found
 
@@ -38,7 +39,7 @@ def status(
     now: datetime,
     tz_name: str,
 ) -> ConsentStatus:
-    event = latest(events, subject_id, platform, scope, now)
+    event = latest(events, subject_id, platform, scope)
     if event is None:
         return ConsentStatus.MISSING
     if event.action is ConsentAction.WITHDRAW:

@@ -9,7 +9,7 @@ APPROVAL_CONTENT_MISMATCH, APPROVAL_EXPIRED, OUTSIDE_APPROVED_WINDOW, APPROVAL_A
 APPROVER_NOT_CERTIFIED, APPROVER_NOT_AUTHORISED_FOR_SCHOOL, APPROVER_REVOKED, SELF_APPROVAL,
 CONSENT_MISSING, CONSENT_WITHDRAWN, CONSENT_EXPIRED, SUBJECT_NEVER_PUBLISH,
 NAME_WITHOUT_CONSENT, MEDIA_METADATA_PRESENT, MEDIA_DEVICE_UNKNOWN, PLATFORM_LIMIT,
-POST_CANCELLED, PUBLISHING_PAUSED, plus ACCOUNT_UNKNOWN and NO_RULES.
+POST_CANCELLED, PUBLISHING_PAUSED, plus ACCOUNT_UNKNOWN, TEXT_DISGUISED and NO_RULES.
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
 
 from publisher.domain import approval as ap
-from publisher.domain import consent
+from publisher.domain import consent, screening
 from publisher.domain.limits import LIMITS, Platform
 from publisher.domain.manifest import manifest_sha256
 from publisher.domain.model import (
@@ -56,7 +55,7 @@ class GateInput:
     certificates: Sequence[ap.Signed]
     revocations: Sequence[ap.Signed]
     root_public_key: bytes | None
-    subjects: Mapping[str, Subject]  # every subject of the post's school
+    subjects: Mapping[str, Subject]  # every subject the Trust knows (all schools), for name screening
     consents: Sequence[ConsentEvent]
     settings: PolicySettings
     now: datetime
@@ -66,7 +65,8 @@ class GateInput:
 
     @property
     def when(self) -> datetime:
-        return self.now if self.stage is Stage.PUBLISH else self.post.scheduled_at
+        """The moment judged: now when publishing; before that, the scheduled time (or now, if later)."""
+        return self.now if self.stage is Stage.PUBLISH else max(self.now, self.post.scheduled_at)
 
 
 @dataclass
@@ -250,15 +250,14 @@ def rule_consent(gi: GateInput) -> Iterator[Finding]:
                 yield finding
 
 
-@lru_cache(maxsize=4096)
-def _name_pattern(name: str) -> re.Pattern[str]:
-    words = r"\s+".join(re.escape(w) for w in name.split())
-    return re.compile(rf"(?<!\w){words}(?:['\u2019]s?)?(?!\w)", re.IGNORECASE)
-
-
 def named_subjects(text: str, subjects: Mapping[str, Subject]) -> list[Subject]:
-    """Every subject one of whose names appears in the text, on word boundaries."""
-    return [s for s in subjects.values() if any(_name_pattern(n).search(text) for n in s.screen_names)]
+    """Every subject one of whose names appears in the text (see publisher.domain.screening)."""
+    return [s for s in subjects.values() if screening.mentions(text, s.screen_names)]
+
+
+def rule_text(gi: GateInput) -> Iterator[Finding]:
+    for what in screening.disguises(gi.post.text):
+        yield _f("TEXT_DISGUISED", f"The text contains {what}, which can hide or disguise words: retype it", gi)
 
 
 def rule_names(gi: GateInput) -> Iterator[Finding]:
@@ -346,7 +345,7 @@ def text_length(text: str, platform: Platform) -> int:
 
 
 Rule = Callable[[GateInput], Iterator[Finding]]
-RULES: tuple[Rule, ...] = (rule_state, rule_consent, rule_names, rule_media, rule_limits)
+RULES: tuple[Rule, ...] = (rule_state, rule_consent, rule_names, rule_text, rule_media, rule_limits)
 
 
 def evaluate(gi: GateInput, rules: Sequence[Rule] = RULES) -> list[Finding]:

@@ -14,11 +14,13 @@ def text_sha256(text: str) -> str:
 
 
 def manifest(post: Post) -> dict[str, Any]:
-    """Every field an approval covers. Media order matters; account and subject order do not."""
+    """Every field an approval covers. Media order matters; account and subject order do not.
+    The author is covered so the maker-checker rule cannot be undone by editing the record."""
     return {
         "v": 1,
         "post": post.id,
         "school": post.school,
+        "author": post.author,
         "text_sha256": text_sha256(post.text),
         "media_sha256": [m.sha256 for m in post.media],
         "accounts": sorted(post.accounts),

@@ -38,13 +38,36 @@ def _aware(value: datetime, what: str) -> None:
         raise ValueError(f"{what} must be timezone-aware")
 
 
+_TITLES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "rev"})
+
+
+def _name_forms(name: str) -> set[str]:
+    """A person's name as people and login systems write it: 'Jane Head', 'Head, Jane',
+    'Mrs J Head', 'jane.head', 'jhead', 'headj'. Accents, case and look-alikes folded."""
+    from publisher.domain.screening import fold
+
+    words = [w for w in re.sub(r"[^\w\s]", " ", fold(name)).split() if w not in _TITLES]
+    if not words:
+        return set()
+    forms = {" ".join(sorted(words)), "".join(words)}
+    if len(words) >= 2:
+        first, last = words[0], words[-1]
+        forms |= {first + last, first[0] + last, last + first, last + first[0]}
+    return forms
+
+
 def same_person(a: str, b: str) -> bool:
-    """Names compared for maker-checker: case, accents of spacing and punctuation ignored."""
+    """Whether two recorded names may be the same person, for the maker-checker rule.
 
-    def norm(s: str) -> str:
-        return " ".join(re.sub(r"[^\w\s]", " ", s.casefold()).split())
-
-    return bool(norm(a)) and norm(a) == norm(b)
+    Deliberately generous: a false match only refuses an approval (someone else approves);
+    a missed match would let an author approve their own post.
+    """
+    fa, fb = _name_forms(a), _name_forms(b)
+    if not fa or not fb:
+        return False
+    squashed_a = {f.replace(" ", "") for f in fa}
+    squashed_b = {f.replace(" ", "") for f in fb}
+    return bool(fa & fb) or bool(squashed_a & squashed_b)
 
 
 @dataclass(frozen=True)

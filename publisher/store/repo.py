@@ -61,7 +61,7 @@ def consent_event(row: m.ConsentEventRow) -> ConsentEvent:
 
 
 def consent_events(s: Session, subject_ids: list[str] | None = None) -> list[ConsentEvent]:
-    q = select(m.ConsentEventRow).order_by(m.ConsentEventRow.at, m.ConsentEventRow.id)
+    q = select(m.ConsentEventRow).order_by(m.ConsentEventRow.id)  # recorded order decides
     if subject_ids is not None:
         q = q.where(m.ConsentEventRow.subject_id.in_(subject_ids))
     return [consent_event(r) for r in s.scalars(q)]

@@ -39,6 +39,7 @@ def _changes() -> st.SearchStrategy[dict[str, object]]:
         .filter(lambda i: i != "1")
         .map(lambda i: {"id": "P-" + i}),
         st.sampled_from(["stjohns", "stmary"]).map(lambda s: {"school": s}),
+        st.sampled_from(["Someone Else", "sam teacher ", "Sam  Teacher"]).map(lambda a: {"author": a}),
     )
 
 
