@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -33,6 +34,7 @@ from publisher.domain.manifest import manifest_sha256
 from publisher.domain.model import (
     Account,
     ApprovalClaims,
+    Certificate,
     ConsentAction,
     Finding,
     MediaRef,
@@ -51,6 +53,9 @@ from publisher.ledger.records import Audit
 from publisher.secrets import Vault, generate_key_file
 from publisher.store import db, repo
 from publisher.store import models as m
+
+if TYPE_CHECKING:
+    from publisher.takedown import Requested
 
 Now = Callable[[], datetime]
 
@@ -260,7 +265,18 @@ class Service:
                 },
             )
             keys.write_private_key(path, approver, approver_passphrase)
+            self._on_rollback(s, path)
         return kid, path
+
+    @staticmethod
+    def _on_rollback(s: Session, path: Path) -> None:
+        """Remove a key file written inside a transaction if that transaction does not commit."""
+        from sqlalchemy import event
+
+        def drop(_session: Session, _transaction: object = None) -> None:
+            path.unlink(missing_ok=True)
+
+        event.listen(s, "after_soft_rollback", drop, once=True)
 
     def approver_revoke(self, kid: str, reason: str, root_passphrase: str, root_key_file: Path | None = None) -> None:
         if not reason.strip():
@@ -280,13 +296,14 @@ class Service:
             certs = list(s.scalars(select(m.CertificateRow).order_by(m.CertificateRow.created_at)))
             revs = repo.revocations(s)
         revoked: set[str] = set()
+        out: list[dict[str, object]] = []
         for r in revs:
             try:
-                if pinned is not None:
-                    revoked.add(ap.verify_revocation(pinned, r).key_id)
-            except ap.SignatureProblem:
-                continue
-        out: list[dict[str, object]] = []
+                if pinned is None:
+                    raise ap.SignatureProblem("no root pinned")
+                revoked.add(ap.verify_revocation(pinned, r).key_id)
+            except ap.SignatureProblem as exc:
+                out.append({"key_id": "-", "name": "(a revocation)", "status": f"IGNORED revocation: {exc}"})
         for row in certs:
             entry: dict[str, object] = {"key_id": row.key_id, "name": row.name}
             try:
@@ -294,6 +311,7 @@ class Service:
                     raise ap.SignatureProblem("no root pinned")
                 cert = ap.verify_certificate(pinned, ap.Signed(row.body, row.signature))
                 entry.update(
+                    name=cert.name,
                     role=cert.role.value,
                     schools=sorted(cert.schools),
                     valid_until=cert.valid_until.isoformat(),
@@ -361,7 +379,14 @@ class Service:
             )
         return until
 
-    def consent_withdraw(self, subject_id: str, platform: Platform, scope: Scope, evidence: str = "") -> None:
+    def consent_withdraw(
+        self, subject_id: str, platform: Platform, scope: Scope, evidence: str = ""
+    ) -> list[Requested]:
+        """Record the withdrawal and, in the same transaction, queue the takedown of every live post
+        on that platform that relied on it (featuring the subject for that use, or naming them).
+        Returns the takedown requests queued."""
+        from publisher.takedown import queue_consent_takedowns
+
         with db.transaction(self.engine) as s:
             row = repo.get_subject(s, subject_id)
             repo.add_consent(
@@ -371,6 +396,8 @@ class Service:
             self.record(
                 s, kinds.CONSENT_WITHDRAWN, body, {subject_id: {"name": row.display_name, "evidence": evidence.strip()}}
             )
+            queued = queue_consent_takedowns(self, s, subject_id, platform.value, scope.value)
+        return queued
 
     def consent_rows(self, subject_id: str | None = None) -> list[m.ConsentEventRow]:
         with db.transaction(self.engine) as s:
@@ -418,7 +445,11 @@ class Service:
         if not accounts:
             raise InvalidInput("A post needs at least one --account")
         scheduled = self._schedule(at)
-        specs = [parse_featured(f) for f in featured]
+        merged: dict[str, tuple[bool, bool]] = {}
+        for sid, image, named in (parse_featured(f) for f in featured):  # S:image and S:name given apart
+            was_image, was_named = merged.get(sid, (False, False))
+            merged[sid] = (was_image or image, was_named or named)
+        specs = [(sid, image, named) for sid, (image, named) in merged.items()]
         intakes = [mediamod.strip(mediamod.read_file(p, self.config.max_media_bytes), p.name) for p in media]
         with db.transaction(self.engine) as s:
             school = self._post_school(s, accounts)
@@ -506,10 +537,11 @@ class Service:
                     f"Post {post_id} is {row.status}: nothing to cancel (use 'publisher takedown' for a live post)"
                 )
             row.status, row.cancelled_at, row.cancelled_by = "cancelled", self.now(), self.actor
+            row.cancel_reason = reason  # kept in the register, not the log: it may name a child
             for d in s.scalars(select(m.DeliveryRow).where(m.DeliveryRow.post_id == post_id)):
                 if d.status == "queued":
                     d.status = "cancelled"
-            self.record(s, kinds.POST_CANCELLED, {"post": post_id, "reason": reason, "actor": self.actor})
+            self.record(s, kinds.POST_CANCELLED, {"post": post_id, "actor": self.actor})
 
     # -- screening and approval ----------------------------------------------------------
     def media_refs(self, s: Session, post_id: str) -> tuple[MediaRef, ...]:
@@ -546,8 +578,8 @@ class Service:
         post = repo.domain_post(s, row, self.media_refs(s, post_id))
         approval = repo.latest_approval(s, post_id)
         tok = token if token is not None else (approval.token if approval else None)
-        subjects = repo.school_subjects(s, post.school)
-        for f in post.featured:  # an erased or other-school subject still needs to be found
+        subjects = repo.trust_subjects(s)
+        for f in post.featured:  # a featured subject must be found even if the register lost them
             if f.subject_id not in subjects:
                 srow = s.get(m.SubjectRow, f.subject_id)
                 if srow is not None and not srow.erased:
@@ -589,8 +621,19 @@ class Service:
             raise InvalidInput(f"Post {post_id} has no accounts")
         return Screened(post, {gi.account_name: gate.evaluate(gi) for gi in inputs}, approval)
 
-    def approve(self, post_id: str, key_file: Path, passphrase: str, window_hours: int = 12) -> m.ApprovalRow:
-        """Sign the post as it is now; refuse while any blocking finding other than the approval's own."""
+    def approve(
+        self,
+        post_id: str,
+        key_file: Path,
+        passphrase: str,
+        window_hours: int = 12,
+        expected_manifest: str | None = None,
+    ) -> m.ApprovalRow:
+        """Sign the post as it is now; refuse while any blocking finding exists.
+
+        expected_manifest is the manifest hash of the post as the approver was shown it: if the
+        post changed in between, nothing is signed.
+        """
         if not 1 <= window_hours <= 24 * 14:
             raise InvalidInput("--window-hours must be between 1 and 336")
         approver = keys.read_private_key(key_file, passphrase)
@@ -600,12 +643,19 @@ class Service:
             row = repo.get_post(s, post_id)
             if row.status != "draft":
                 raise UsageError(f"Post {post_id} is {row.status}; only a draft can be approved")
-            cert_row = s.get(m.CertificateRow, kid)
-            if cert_row is None:
-                raise TrustProblem(f"Key {kid} has no certificate: ask the DFO to run 'publisher trust approver add'")
+            cert = self._certificate(s, kid)
             post = repo.domain_post(s, row, self.media_refs(s, post_id))
+            if expected_manifest is not None and manifest_sha256(post) != expected_manifest:
+                raise UsageError(f"Post {post_id} changed while it was being reviewed: show it again and re-approve")
             nbf = post.scheduled_at
             naf = nbf + timedelta(hours=window_hours)
+            if naf <= now:
+                raise UsageError(f"Post {post_id}'s time and window have passed: draft it again with a new --at")
+            if nbf > now + timedelta(days=self.config.approval_max_days):
+                raise UsageError(
+                    f"Post {post_id} is more than {self.config.approval_max_days} days away "
+                    "(policy.approval_max_days): approve it nearer the time"
+                )
             claims = ApprovalClaims(
                 post.id,
                 post.school,
@@ -628,7 +678,7 @@ class Service:
                 token=token,
                 jti=claims.jti,
                 key_id=kid,
-                approver=cert_row.name,
+                approver=cert.name,
                 manifest_sha256=claims.manifest_sha256,
                 not_before=nbf,
                 not_after=naf,
@@ -638,6 +688,8 @@ class Service:
             )
             s.add(approval)
             row.status = "approved"
+            commitment = commit_text(post.text)
+            row.text_salt = commitment["salt"]  # the log holds only the salted hash
             for account in post.accounts:  # one delivery per (post, account), due at the scheduled time
                 s.add(
                     m.DeliveryRow(
@@ -652,18 +704,31 @@ class Service:
                     "post": post.id,
                     "jti": claims.jti,
                     "key_id": kid,
-                    "approver": cert_row.name,
+                    "approver": cert.name,
                     "manifest_sha256": claims.manifest_sha256,
                     "accounts": sorted(post.accounts),
                     "not_before": nbf.isoformat(),
                     "not_after": naf.isoformat(),
-                    "text": commit_text(post.text),
+                    "text_sha256": commitment["sha256"],
                     "media_sha256": [m_.sha256 for m_ in post.media],
                     "actor": self.actor,
                 },
                 self.personal(s, post),
             )
             return approval
+
+    def _certificate(self, s: Session, kid: str) -> Certificate:
+        """The approver's certificate, verified against the pinned root (never the stored name)."""
+        row = s.get(m.CertificateRow, kid)
+        if row is None:
+            raise TrustProblem(f"Key {kid} has no certificate: ask the DFO to run 'publisher trust approver add'")
+        pinned = self.root_public_key()
+        try:
+            if pinned is None:
+                raise ap.SignatureProblem("no Trust root is pinned in the config")
+            return ap.verify_certificate(pinned, ap.Signed(bytes(row.body), bytes(row.signature)))
+        except ap.SignatureProblem as exc:
+            raise TrustProblem(f"The certificate for key {kid} is not valid ({exc}): ask the DFO") from None
 
     def personal(self, s: Session, post: Post) -> dict[str, dict[str, object]]:
         """What the log keeps, sealed, about each featured subject of a post."""

@@ -12,6 +12,8 @@ import traceback
 import click
 
 from publisher.cli import register, secrets_cmd  # noqa: F401  (they register their commands)
+from publisher.cli import run as _run  # noqa: F401
+from publisher.cli import sar as _sar  # noqa: F401
 from publisher.cli.app import cli
 
 __all__ = ["cli", "main"]
@@ -41,4 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         return 130
+    except Exception as exc:  # a defect, not a user error: one line, no data, details on -v
+        if verbose:
+            traceback.print_exc()
+        click.echo(
+            f"error: internal error ({type(exc).__name__}); nothing was changed. Run with -v for details and report it",
+            err=True,
+        )
+        return 70
     return 0

@@ -251,11 +251,19 @@ def consent_grant(c: Ctx, subject_id: str, platform: str, scope: str, evidence: 
 @pass_ctx
 def consent_withdraw(c: Ctx, subject_id: str, platform: str, scope: str, evidence: str) -> None:
     """Record a withdrawal; posts relying on it no longer publish."""
+    from publisher.cli.sar import run_takedowns
     from publisher.domain.limits import Platform
     from publisher.domain.model import Scope
 
-    c.service().consent_withdraw(subject_id, Platform(platform), Scope(scope), evidence)
+    svc = c.service()
+    queued = svc.consent_withdraw(subject_id, Platform(platform), Scope(scope), evidence)
     click.echo(f"Consent withdrawn: {subject_id} {scope} on {platform}")
+    click.echo(
+        f"Taking down {len(queued)} live post(s) on {platform} that relied on it"
+        if queued
+        else f"No live post on {platform} relied on it"
+    )
+    run_takedowns(c, queued)
 
 
 @consent.command("list")
@@ -341,6 +349,7 @@ def post_draft(
 
 def _screen_dict(svc: Service, post_id: str) -> dict[str, Any]:
     from publisher.domain.clock import format_local
+    from publisher.domain.manifest import manifest_sha256
 
     sc = svc.screen(post_id)
     row = next(p for p in svc.posts() if p.id == post_id)
@@ -352,6 +361,7 @@ def _screen_dict(svc: Service, post_id: str) -> dict[str, Any]:
         "scheduled_at": sc.post.scheduled_at.isoformat(),
         "scheduled_local": format_local(sc.post.scheduled_at, svc.config.timezone),
         "text": sc.post.text,
+        "manifest_sha256": manifest_sha256(sc.post),
         "media": [m.sha256 for m in sc.post.media],
         "subjects": [{"id": f.subject_id, "scopes": sorted(s.value for s in f.scopes)} for f in sc.post.featured],
         "approval": None
@@ -369,17 +379,20 @@ def _screen_dict(svc: Service, post_id: str) -> dict[str, Any]:
     }
 
 
-def _print_screen(svc: Service, post_id: str, as_json: bool) -> None:
+def _print_screen(svc: Service, post_id: str, as_json: bool) -> dict[str, Any]:
+    from publisher.domain.screening import visible
+
     d = _screen_dict(svc, post_id)
 
     def lines() -> list[str]:
         out = [
-            f"Post {d['id']} ({d['status']}) for {d['scheduled_local']} by {d['author']}",
+            f"Post {d['id']} ({d['status']}) for {d['scheduled_local']} by {visible(d['author'])}",
             "-" * 60,
-            d["text"],
+            visible(d["text"]),  # control and invisible characters shown, never obeyed
             "-" * 60,
         ]
-        out += [f"image {i}: sha256 {h}" for i, h in enumerate(d["media"], 1)]
+        media_dir = svc.config.media_dir
+        out += [f"image {i}: {media_dir / h[:2]}/{h}.* (sha256 {h})" for i, h in enumerate(d["media"], 1)]
         out += [f"features {s['id']} ({'+'.join(s['scopes'])})" for s in d["subjects"]]
         if d["approval"]:
             a = d["approval"]
@@ -387,10 +400,12 @@ def _print_screen(svc: Service, post_id: str, as_json: bool) -> None:
         for account, findings in d["accounts"].items():
             blocking = [f for f in findings if f["severity"] == "blocking"]
             out.append(f"{account}: {'may publish' if not blocking else 'BLOCKED'}")
-            out += [f"  {f['severity']:<8} {f['code']}: {f['message']}" for f in findings]
+            out += [f"  {f['severity']:<8} {f['code']}: {visible(f['message'])}" for f in findings]
+        out.append(f"content hash {d['manifest_sha256']}")
         return out
 
     emit(d, as_json, lines)
+    return d
 
 
 @post.command("show")
@@ -456,11 +471,12 @@ def post_approve(
     from publisher.service import ApprovalRefused
 
     svc = c.service()
-    _print_screen(svc, post_id, False)
+    shown = _print_screen(svc, post_id, False)
     if not yes and sys.stdin.isatty() and not click.confirm("Approve exactly this post?"):
         raise click.Abort()
     try:
-        row = svc.approve(post_id, key_file, passphrase(passphrase_file, "Your key's passphrase"), window_hours)
+        secret = passphrase(passphrase_file, "Your key's passphrase")
+        row = svc.approve(post_id, key_file, secret, window_hours, expected_manifest=shown["manifest_sha256"])
     except ApprovalRefused as exc:
         for f in exc.findings:
             click.echo(f"  {f.account}: {f.code}: {f.message}", err=True)

@@ -59,9 +59,13 @@ def secrets_rotate(c: Ctx) -> None:
     old = load_master_key(os.environ, cfg.master_key_file)
     result = rotate(cfg.vault_path, old, cfg.master_key_file)
     if result.state is RotationState.STORE_NEW_KEY:
+        from publisher.secrets import pending_key_path
+
         click.echo(f"Re-encrypted {result.resealed} secrets under master key {result.new_key.key_id}.")
-        click.echo("The current key comes from the environment or systemd: store this new key there, then run")
-        click.echo("'publisher secrets rotate' again to finish. New master key:")
-        click.echo(result.new_key.to_text())
+        click.echo(
+            f"The current key comes from the environment or systemd. The new key is in "
+            f"{pending_key_path(cfg.master_key_file)} (0600): put it there instead, then run "
+            "'publisher secrets rotate' again to finish."
+        )
     else:
         click.echo(f"Re-encrypted {result.resealed} secrets; the key file now holds master key {result.new_key.key_id}")

@@ -127,6 +127,8 @@ class PostRow(Base):
     created_at: Mapped[datetime]
     cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     cancelled_by: Mapped[str] = mapped_column(String(200), default="")
+    cancel_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    text_salt: Mapped[str] = mapped_column(String(64), default="", server_default="")  # the log has only the hash
 
 
 class PostMediaRow(Base):

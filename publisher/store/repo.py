@@ -48,6 +48,12 @@ def school_subjects(s: Session, school: str) -> dict[str, Subject]:
     return {r.id: subject(r) for r in rows}
 
 
+def trust_subjects(s: Session) -> dict[str, Subject]:
+    """Every subject in the Trust's register who has not been erased (all schools)."""
+    rows = s.scalars(select(m.SubjectRow).where(m.SubjectRow.erased.is_(False)))
+    return {r.id: subject(r) for r in rows}
+
+
 def consent_event(row: m.ConsentEventRow) -> ConsentEvent:
     return ConsentEvent(
         subject_id=row.subject_id,

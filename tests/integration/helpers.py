@@ -6,13 +6,34 @@ import io
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from PIL import Image
 
 from tests.conftest import Workspace
 
 ROOT_PW = "root passphrase of the DFO 7f3a"
+# The CLI runs on the real clock: posts are due a few weeks ahead, consents outlast them.
+TODAY = datetime.now(ZoneInfo("Europe/London")).date()
+SOON = f"{TODAY + timedelta(days=40):%Y-%m-%d} 10:00"
+UNTIL = f"{TODAY + timedelta(days=730):%Y-%m-%d}"
+
+
+def last_sunday(year: int, month: int) -> date:
+    day = date(year, month + 1, 1) - timedelta(days=1) if month < 12 else date(year, 12, 31)
+    return day - timedelta(days=(day.weekday() + 1) % 7)
+
+
+def next_clock_change(month: int) -> date:
+    """The next last Sunday of March (3) or October (10), when the UK clocks change."""
+    year = TODAY.year
+    while last_sunday(year, month) <= TODAY + timedelta(days=1):
+        year += 1
+    return last_sunday(year, month)
+
+
 HEAD_PW = "headteacher passphrase 91c2"
 
 
@@ -48,7 +69,7 @@ class Seeded:
         self,
         text: str = "Sports day fun!",
         *extra: str,
-        at: str = "2027-06-01 10:00",
+        at: str = SOON,
         accounts: tuple[str, ...] = ("stmarys-x", "stmarys-facebook"),
     ) -> str:
         args = ["post", "draft", "--text", text, "--at", at, *extra]
@@ -111,6 +132,8 @@ def seed(ws: Workspace) -> Seeded:
                 scope,
                 "--evidence",
                 "SMA-2026-001",
+                "--expires",
+                UNTIL,
                 actor="DFO",
             )
     ws.ok(
@@ -123,6 +146,8 @@ def seed(ws: Workspace) -> Seeded:
         "image",
         "--evidence",
         "SMA-2026-002",
+        "--expires",
+        UNTIL,
         actor="DFO",
     )
     ws.ok(
@@ -135,6 +160,8 @@ def seed(ws: Workspace) -> Seeded:
         "image",
         "--evidence",
         "SMA-2026-003",
+        "--expires",
+        UNTIL,
         actor="DFO",
     )
     ws.ok("subject", "never-publish", nadia, "--reason", "court order", actor="DFO")

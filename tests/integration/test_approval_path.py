@@ -7,9 +7,10 @@ import sqlite3
 import pytest
 from PIL import Image
 
+from publisher.errors import UsageError
 from tests.conftest import Workspace
 
-from .helpers import Seeded, photo, seed
+from .helpers import HEAD_PW, SOON, Seeded, next_clock_change, photo, seed
 
 
 @pytest.fixture
@@ -46,7 +47,7 @@ def test_the_author_cannot_approve_their_own_post(s: Seeded) -> None:
         "--account",
         "stmarys-x",
         "--at",
-        "2027-06-01 10:00",
+        SOON,
         actor="Jane Head",
     )
     pid = r.out.split()[1]
@@ -120,6 +121,9 @@ def test_certificate_forged_in_the_database_is_ignored_and_reported(s: Seeded) -
     pid = s.draft("Assembly today")
     s.approve(pid)
     con = sqlite3.connect(s.ws.dir / "var" / "publisher.db")
+    with pytest.raises(sqlite3.IntegrityError, match="insert-only"):
+        con.execute("UPDATE approver_certificates SET name = 'x'")
+    con.execute("DROP TRIGGER approver_certificates_no_update")  # an attacker who owns the file
     con.execute(
         "UPDATE approver_certificates SET body = CAST(replace(CAST(body AS TEXT), 'stmarys', 'stjohn') AS BLOB)"
     )
@@ -127,6 +131,53 @@ def test_certificate_forged_in_the_database_is_ignored_and_reported(s: Seeded) -
     con.close()
     assert s.codes(pid, "stmarys-x") == {"APPROVER_NOT_CERTIFIED"}
     assert "IGNORED" in s.ws.ok("trust", "approver", "list")
+
+
+def test_revocations_consent_and_never_publish_cannot_be_edited_away(s: Seeded) -> None:
+    pid = s.draft("Assembly today")
+    s.approve(pid)
+    s.ws.ok(
+        "trust",
+        "approver",
+        "revoke",
+        s.key_id,
+        "--reason",
+        "left",
+        "--root-passphrase-file",
+        str(s.ws.dir / "root.pw"),
+        actor="DFO",
+    )
+    con = sqlite3.connect(s.ws.dir / "var" / "publisher.db")
+    for sql in (
+        "DELETE FROM revocations",
+        "DELETE FROM consent_events",
+        "UPDATE consent_events SET action = 'grant'",
+        "UPDATE subjects SET never_publish = 0",
+    ):
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute(sql)
+    con.close()
+    assert s.codes(pid, "stmarys-x") == {"APPROVER_REVOKED"}
+
+
+def test_approval_signs_only_what_was_shown(s: Seeded) -> None:
+    from publisher import config as cfgmod
+    from publisher.domain.manifest import manifest_sha256
+    from publisher.service import Service
+
+    pid = s.draft("Reviewed text")
+    svc = Service.open(cfgmod.load(s.ws.config), "Jane Head")
+    try:
+        shown = manifest_sha256(svc.screen(pid).post)
+        con = sqlite3.connect(s.ws.dir / "var" / "publisher.db")
+        con.execute("UPDATE posts SET text = 'Swapped after review' WHERE id = ?", (pid,))
+        con.commit()
+        con.close()
+        with pytest.raises(UsageError, match="changed while it was being reviewed"):
+            svc.approve(pid, s.key, HEAD_PW, expected_manifest=shown)
+    finally:
+        svc.close()
+    assert s.show(pid)["approval"] is None
 
 
 def test_cancelled_post(s: Seeded) -> None:
@@ -159,12 +210,13 @@ def test_consent_is_a_history_of_events(s: Seeded) -> None:
 
 
 def test_clock_change_times_at_drafting(s: Seeded) -> None:
-    r = s.ws.run("post", "draft", "--text", "x", "--account", "stmarys-x", "--at", "2027-10-31 01:30")
+    autumn, spring = next_clock_change(10), next_clock_change(3)
+    r = s.ws.run("post", "draft", "--text", "x", "--account", "stmarys-x", "--at", f"{autumn} 01:30")
     assert r.code != 0 and "happens twice" in r.err
-    r = s.ws.run("post", "draft", "--text", "x", "--account", "stmarys-x", "--at", "2027-03-28 01:30")
+    r = s.ws.run("post", "draft", "--text", "x", "--account", "stmarys-x", "--at", f"{spring} 01:30")
     assert r.code != 0 and "does not exist" in r.err
-    pid = s.draft("x", at="2027-03-28 09:00")
-    assert s.show(pid)["scheduled_at"] == "2027-03-28T08:00:00+00:00"
+    pid = s.draft("x", at=f"{spring} 09:00")
+    assert s.show(pid)["scheduled_at"] == f"{spring}T08:00:00+00:00"
 
 
 def test_the_log_records_the_path_without_names_in_clear(s: Seeded) -> None:

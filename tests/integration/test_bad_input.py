@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 
 from tests.conftest import Workspace, make_workspace
 
-from .helpers import HEAD_PW, Seeded, dump_sqlite, photo, seed
+from .helpers import HEAD_PW, SOON, Seeded, dump_sqlite, photo, seed
 
 
 @pytest.fixture
@@ -33,14 +33,12 @@ def _refused(s: Seeded, *args: str, expect: str, actor: str = "Sam Teacher") -> 
 
 
 def _draft(*extra: str) -> list[str]:
-    return ["post", "draft", "--text", "hello", "--account", "stmarys-x", "--at", "2027-06-01 10:00", *extra]
+    return ["post", "draft", "--text", "hello", "--account", "stmarys-x", "--at", SOON, *extra]
 
 
 def test_unknown_subject_account_and_post(s: Seeded) -> None:
     _refused(s, *_draft("--subject", "S-NOPE"), expect="No subject S-NOPE")
-    _refused(
-        s, "post", "draft", "--text", "hi", "--account", "nope", "--at", "2027-06-01 10:00", expect="No account nope"
-    )
+    _refused(s, "post", "draft", "--text", "hi", "--account", "nope", "--at", SOON, expect="No account nope")
     _refused(s, "post", "show", "P-NOPE", expect="No post P-NOPE")
     _refused(
         s,
@@ -185,7 +183,7 @@ def test_text_file_that_is_not_utf8(s: Seeded) -> None:
         "--account",
         "stmarys-x",
         "--at",
-        "2027-06-01 10:00",
+        SOON,
         expect="is not UTF-8",
     )
 

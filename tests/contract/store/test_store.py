@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ def svc(tmp_path: Path, database_url: str) -> Iterator[Service]:
     (ws.dir / "var").mkdir()
     service = Service.open(cfgmod.load(ws.config), "Sam Teacher", now=lambda: NOW, migrate=True)
     service.trust_init(PW)
-    service.config = cfgmod.load(ws.config)
+    service.config = dataclasses.replace(cfgmod.load(ws.config), approval_max_days=400)
     yield service
     service.close()
 

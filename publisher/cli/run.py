@@ -1,0 +1,111 @@
+"""Commands for the daemon: run, status, demo, and the standing sandbox."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from publisher.cli.app import Ctx, cli, emit, pass_ctx
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="do what is due now, then exit")
+@click.option("--json-logs", is_flag=True, help="structured logs, one JSON object per line")
+@pass_ctx
+def run(c: Ctx, once: bool, json_logs: bool) -> None:
+    """The daemon: publish approved posts when due, retry, reconcile, checkpoint the log."""
+    from publisher.daemon import Daemon, configure_logging
+    from publisher.queue.settings import QueueSettings
+
+    configure_logging(json_logs)
+    svc = c.service()
+    daemon = Daemon(svc, QueueSettings.load(svc.config.path))
+    daemon.open()
+    clean = True
+    try:
+        if once:
+            left = daemon.run_once()
+            if left:
+                click.echo(f"{left} deliveries are still waiting (retry or reconcile later); see 'publisher status'")
+        else:
+            daemon.run_forever()
+    finally:
+        clean = daemon.close()
+    if not clean:  # a platform call outlived the grace period; its delivery is already in doubt
+        os._exit(0)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(c: Ctx, as_json: bool) -> None:
+    """The queue: due, in flight, unconfirmed, blocked, failed; accounts needing attention; the log."""
+    from publisher.queue.status import queue_status
+
+    data = queue_status(c.service())
+    emit(data, as_json, lambda: _status_lines(data))
+
+
+def _status_lines(d: dict[str, Any]) -> list[str]:
+    counts = d["counts"]
+    out = [
+        "Publishing is PAUSED (emergency stop)" if d["paused"] else "Publishing is running",
+        "deliveries: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"),
+        f"due now {len(d['due'])}, scheduled later {d['scheduled']}",
+    ]
+    for key, title in (
+        ("in_flight", "in flight / being checked"),
+        ("unconfirmed", "UNCONFIRMED: may or may not be live; check the platform and decide"),
+        ("blocked", "blocked at post time"),
+        ("failed", "failed"),
+    ):
+        if d[key]:
+            out.append(f"{title}:")
+        for r in d[key]:
+            out.append(f"  {r['delivery']}  post {r['post']} on {r['account']}  {r['last_error']}")
+            out += [f"    {f['code']}: {f.get('message', '')}" for f in r["findings"]]
+    for a in d["accounts_needing_attention"]:
+        out.append(f"account {a['account']} needs attention: {a['why']}")
+    cp = d["last_checkpoint"]
+    out.append(
+        f"log: {d['log_size']} entries; "
+        + (f"last checkpoint at size {cp['size']}, {cp['at']}" if cp else "no checkpoint yet")
+    )
+    return out
+
+
+@cli.command()
+@click.option(
+    "--dir", "folder", type=click.Path(path_type=Path), help="where to put the demo (default: a new temporary folder)"
+)
+def demo(folder: Path | None) -> None:
+    """The whole path end to end on the sandbox emulators, told as a story (no setup, no network)."""
+    from publisher.daemon import configure_logging
+    from publisher.demo import run_demo
+
+    configure_logging(False, logging.ERROR)
+    report = run_demo(folder)
+    for line in report.story:
+        click.echo(line)
+
+
+@cli.group()
+def sandbox() -> None:
+    """The local platform emulators."""
+
+
+@sandbox.command("serve")
+@click.option("--port", type=int, default=8765, show_default=True)
+@pass_ctx
+def sandbox_serve(c: Ctx, port: int) -> None:
+    """Run the X, Facebook and Instagram emulators on 127.0.0.1 until Ctrl-C (for rehearsal;
+    point daemons at it with [daemon] sandbox_port)."""
+    from publisher.sandbox import serve_forever
+
+    cfg = c.config()
+    click.echo(f"Emulators on 127.0.0.1:{port}, state in {cfg.data_dir / 'sandbox'}; Ctrl-C stops them")
+    serve_forever(cfg.data_dir / "sandbox", port)

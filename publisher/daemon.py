@@ -1,0 +1,314 @@
+"""The daemon: APScheduler 3 jobs around the delivery queue. The only module importing apscheduler.
+
+Jobs: dispatch (every second, coalesced, one instance) hands each account with due work to a
+bounded thread pool, so accounts publish concurrently and one slow platform holds up only its
+own account; reconcile (puts deliveries orphaned by a dead daemon in doubt); checkpoint (after
+every publish batch, and every 10 minutes while the log grows); a daily sweep of consents
+expiring within 14 days. SIGTERM / SIGINT: stop claiming, let in-flight calls finish for a
+few seconds, give back everything else (an unanswered call goes to reconcile), exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from publisher.connectors import ConnectorSettings
+from publisher.queue import store as q
+from publisher.queue.lock import DaemonLock
+from publisher.queue.settings import QueueSettings
+from publisher.queue.status import expiring_consents, last_checkpoint_size
+from publisher.queue.worker import Publisher
+from publisher.store import db, repo
+
+if TYPE_CHECKING:
+    from publisher.ledger.note import NoteSigner
+    from publisher.platforms import Platforms
+    from publisher.service import Service
+
+log = logging.getLogger("publisher.daemon")
+BATCH = 4  # deliveries claimed at a time per account
+GRACE_SECONDS = 7.0  # of the 10 s a service manager allows after SIGTERM
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line; only allow-listed fields, so no secret or name slips in."""
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "event", "post", "delivery", "account", "codes", "attempt", "error", "platform_id",
+        "reconciled", "until", "lookups", "subject", "platform", "scope", "expires", "size", "owner", "count",
+    )  # fmt: skip
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        out.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exception"] = record.exc_info[0].__name__
+        return json.dumps(out, default=str, sort_keys=True)
+
+
+class KeyValues(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        extra = " ".join(f"{k}={getattr(record, k)}" for k in JsonLines.FIELDS if hasattr(record, k))
+        return f"{when} {record.levelname.lower():<7} {record.getMessage()}" + (f"  {extra}" if extra else "")
+
+
+def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines() if json_lines else KeyValues())
+    root = logging.getLogger("publisher")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def make_platforms(service: Service, settings: QueueSettings) -> Platforms:
+    from publisher.platforms import Platforms
+
+    cs = ConnectorSettings(
+        timeout=settings.timeout,
+        graph_version=service.config.graph_version,
+        instagram_pause=settings.instagram_pause,
+        instagram_request_delay=settings.instagram_request_delay,
+    )
+    standing = None
+    if settings.sandbox_port:
+        from publisher.queue.standing import StandingSandbox
+
+        standing = StandingSandbox(service.config.data_dir / "sandbox", settings.sandbox_port)
+    return Platforms(service.config, service.vault(), cs, sandbox=standing)
+
+
+class Daemon:
+    """Use `with Daemon(service, settings) as d:` then `d.run_once()`, `d.drain(...)` or `d.run_forever()`."""
+
+    def __init__(self, service: Service, settings: QueueSettings, platforms: Platforms | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        self.platforms = platforms or make_platforms(service, settings)
+        self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.queue = q.SqlAlchemyQueue(service.engine, self.owner, timedelta(seconds=settings.lease_seconds))
+        self.publisher = Publisher(service, self.platforms, self.queue, settings)
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="publish")
+        self._busy: dict[str, Future[None]] = {}
+        self._held: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+        self._dirty = False
+        self._last_checkpoint = time.monotonic()
+        self._daemon_lock: DaemonLock | None = None
+        self._signer: NoteSigner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> Daemon:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Take the SQLite lock, load the log key, put orphaned in-flight deliveries in doubt."""
+        sqlite = self.service.engine.dialect.name == "sqlite"
+        if sqlite:
+            self._daemon_lock = DaemonLock(self.service.config.data_dir / "daemon.lock").acquire()
+        try:
+            self._signer = self.service.log_signer()
+            n = self.queue.recover(self.service.now(), everything=sqlite)
+        except BaseException:
+            self._unlock()
+            raise
+        log.info("daemon started", extra={"event": "started", "owner": self.owner, "count": n})
+
+    def close(self) -> bool:
+        """Stop claiming, give in-flight work GRACE_SECONDS, release the rest. True if clean."""
+        self.stopping.set()
+        deadline = time.monotonic() + GRACE_SECONDS
+        clean = True
+        for fut in self._futures():
+            try:
+                fut.result(timeout=max(deadline - time.monotonic(), 0.01))
+            except TimeoutError:
+                clean = False
+            except Exception:
+                log.exception("publish task failed", extra={"event": "task_error"})
+        released = self.queue.release()
+        self.checkpoint(force=False)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.platforms.close()
+        self._unlock()
+        log.info("daemon stopped", extra={"event": "stopped", "owner": self.owner, "count": released})
+        return clean
+
+    def _unlock(self) -> None:
+        if self._daemon_lock is not None:
+            self._daemon_lock.release()
+            self._daemon_lock = None
+
+    def _futures(self) -> list[Future[None]]:
+        with self._lock:
+            return list(self._busy.values())
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def dispatch(self) -> int:
+        """Give every idle account with due work to the pool; returns how many were started."""
+        if self._dirty:
+            self.checkpoint()
+        if self.stopping.is_set() or self._paused():
+            return 0
+        now = self.service.now()
+        with self._lock:
+            self._held = {a: t for a, t in self._held.items() if t > now}
+            skip = set(self._busy) | set(self._held)
+            free = self.settings.workers - len(self._busy)
+        started = 0
+        for account in self.queue.due_accounts(now, skip)[: max(free, 0)]:
+            with self._lock:
+                self._busy[account] = self._pool.submit(self._account_loop, account)
+            started += 1
+        return started
+
+    def _paused(self) -> bool:
+        with db.transaction(self.service.engine) as s:
+            return repo.control(s, "paused") == "yes"
+
+    def _account_loop(self, account: str) -> None:
+        """Publish one account's due deliveries in order until none is due (or stopping)."""
+        try:
+            while not self.stopping.is_set():
+                claims = self.queue.claim(self.service.now(), account, BATCH)
+                if not claims:
+                    return
+                if not self._run_claims(account, claims):
+                    return
+        except Exception:
+            log.exception("account task failed", extra={"event": "task_error", "account": account})
+        finally:
+            with self._lock:
+                self._busy.pop(account, None)
+
+    def _run_claims(self, account: str, claims: list[q.Claim]) -> bool:
+        for i, claim in enumerate(claims):
+            if self.stopping.is_set():
+                self.queue.release([c.delivery_id for c in claims[i:]])
+                return False
+            outcome = self.publisher.handle(claim)
+            if outcome.state in (q.LIVE, q.BLOCKED, q.UNCONFIRMED):
+                self._dirty = True
+            if outcome.hold_until is not None or outcome.in_doubt:
+                if outcome.hold_until is not None:
+                    with self._lock:
+                        self._held[account] = outcome.hold_until
+                self.queue.release([c.delivery_id for c in claims[i + 1 :]])
+                return False
+        return True
+
+    def reconcile(self) -> int:
+        """Deliveries left in flight by a daemon that died (lease lapsed) -> looked up next."""
+        return self.queue.recover(self.service.now())
+
+    def checkpoint(self, force: bool = False) -> bool:
+        """Sign a checkpoint after publishing, or every checkpoint_minutes while the log grows."""
+        size, signed = last_checkpoint_size(self.service)
+        stale = time.monotonic() - self._last_checkpoint >= self.settings.checkpoint_minutes * 60
+        if size == signed or not (self._dirty or stale or force) or self._signer is None:
+            return False
+        self._dirty = False
+        with self.service.engine.begin() as conn:
+            self.service.audit.ledger.checkpoint(conn, self._signer)
+        self._last_checkpoint = time.monotonic()
+        log.info("checkpoint signed", extra={"event": "checkpoint", "size": size})
+        return True
+
+    def sweep(self) -> list[dict[str, Any]]:
+        """Log a warning for each consent lapsing within 14 days (subject ids, never names)."""
+        expiring = expiring_consents(self.service, days=14)
+        for c in expiring:
+            log.warning("consent expires soon", extra={"event": "consent_expiring", **c})
+        return expiring
+
+    # -- run modes ---------------------------------------------------------------------------------
+    def wait_idle(self, timeout: float | None = None) -> None:
+        end = None if timeout is None else time.monotonic() + timeout
+        while futures := self._futures():
+            left = None if end is None else end - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            wait(futures, timeout=left)
+
+    def drain(self, until: datetime | None = None, timeout: float = 60.0) -> int:
+        """Work until nothing due by `until` (default: now) is left unsettled, or `timeout`
+        seconds pass; with `until` None, work only what is due now. Returns what is left."""
+        end = time.monotonic() + timeout
+        while not self.stopping.is_set() and time.monotonic() < end:
+            started = self.dispatch()
+            self.wait_idle(max(end - time.monotonic(), 0.01))
+            self.checkpoint()
+            if started:
+                continue
+            if until is None or not self.queue.pending(max(until, self.service.now())):
+                break
+            self.stopping.wait(0.05)
+        self.wait_idle(max(end - time.monotonic(), 0.01))
+        self.checkpoint()
+        return self.queue.pending(max(until or self.service.now(), self.service.now()))
+
+    def run_once(self) -> int:
+        """`publisher run --once`: do what is due now (including anything in doubt), then stop."""
+        self.sweep()
+        return self.drain(None, timeout=self.settings.lease_seconds)
+
+    def run_forever(self) -> None:
+        """`publisher run`: the scheduler until SIGTERM / SIGINT (then `close()` does the rest)."""
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        st = self.settings
+        sched = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1})
+        now = datetime.now(UTC)
+        sched.add_job(self.dispatch, "interval", seconds=st.dispatch_seconds, id="dispatch", next_run_time=now)
+        sched.add_job(self.reconcile, "interval", seconds=st.reconcile_seconds, id="reconcile")
+        sched.add_job(self.checkpoint, "interval", seconds=60, id="checkpoint")
+        sched.add_job(self.sweep, "cron", hour=7, minute=0, timezone=self.service.config.timezone, id="sweep")
+        with self._signals():
+            self.sweep()
+            sched.start()
+            try:
+                while not self.stopping.wait(0.2):
+                    pass
+            finally:
+                sched.shutdown(wait=False)
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("stopping", extra={"event": "signal", "count": signum})
+            self.stopping.set()
+
+        old = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)

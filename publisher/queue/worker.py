@@ -1,0 +1,321 @@
+"""The publish use case: one claimed delivery, checked, published, recorded exactly once.
+
+For a queued delivery (`Publisher.publish`):
+  1. one transaction: re-run the whole gate *now* (approval, window, consent, revocations,
+     cancellation, pause), check the account's posting budget, render the exact approved
+     bytes, and commit the intent (status `inflight`); or record why not (blocked + a
+     PUBLISH_BLOCKED log entry) and stop;
+  2. call the connector, outside any transaction;
+  3. one transaction: the result and its log entry (POST_PUBLISHED) together.
+A publish whose outcome is unknown is looked up at once (`Publisher.reconcile`): found ->
+live; certainly absent -> queued again (so the gate runs again); the platform cannot say ->
+tried again later and, after `reconcile_attempts`, left `unconfirmed` for a person.
+
+Logs carry post, delivery and account ids and finding codes; never names or secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from publisher.connectors import MediaItem, PublishedRef, RenderedPost
+from publisher.domain import gate
+from publisher.domain.model import Finding
+from publisher.errors import AuthFailed, ConnectorError, OutcomeUnknown, PublisherError, RateLimited, Rejected
+from publisher.ledger import log as kinds
+from publisher.queue import store as q
+from publisher.queue.backoff import retry_delay
+from publisher.queue.settings import QueueSettings
+from publisher.store import db, repo
+from publisher.store import models as m
+
+if TYPE_CHECKING:
+    from publisher.platforms import Platforms
+    from publisher.service import Service
+
+log = logging.getLogger("publisher.queue")
+PAUSE_RECHECK = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one claim; `hold_until`: leave the account alone until then."""
+
+    state: str
+    hold_until: datetime | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        """The account has a delivery that may be live: publish nothing more there for now."""
+        return self.state in ("lookup_retry", "lookup_rate_limited")
+
+
+@dataclass(frozen=True)
+class _Intent:
+    rendered: RenderedPost
+    attempts: int
+    platform: str
+
+
+class Publisher:
+    def __init__(
+        self,
+        service: Service,
+        platforms: Platforms,
+        queue: q.SqlAlchemyQueue,
+        settings: QueueSettings,
+        rnd: random.Random | None = None,
+    ) -> None:
+        self.service = service
+        self.platforms = platforms
+        self.queue = queue
+        self.settings = settings
+        self.rnd = rnd or random.Random()  # noqa: S311 - jitter, not security
+
+    def handle(self, claim: q.Claim) -> Outcome:
+        return self.reconcile(claim) if claim.reconcile else self.publish(claim)
+
+    # -- publish ---------------------------------------------------------------------------
+    def publish(self, claim: q.Claim) -> Outcome:
+        begun = self._begin(claim)
+        if isinstance(begun, Outcome):
+            return begun
+        try:
+            connector = self.platforms.connector(claim.account)
+            ref = connector.publish(begun.rendered)
+        except OutcomeUnknown as exc:
+            self._note(claim, "publish_outcome_unknown", error=type(exc).__name__)
+            self._to_reconcile(claim, str(exc))
+            return self.reconcile(claim)
+        except ConnectorError as exc:
+            return self._failed_call(claim, exc, begun.attempts)
+        except Exception as exc:  # a bug or an unmapped error: the call may have happened
+            log.exception("unexpected error publishing", extra=self._ids(claim))
+            self._to_reconcile(claim, f"unexpected {type(exc).__name__}")
+            return self.reconcile(claim)
+        return self._record_live(claim, ref, reconciled=False)
+
+    def _begin(self, claim: q.Claim) -> _Intent | Outcome:
+        """Transaction 1: gate, budget and intent; or the reason there is nothing to do."""
+        svc, now = self.service, self.service.now()
+        with db.transaction(svc.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is None or row.status != q.QUEUED or not self.queue.owns(row, now):
+                return Outcome("lost")
+            findings = self._gate(s, row)
+            blocking = gate.blocking(findings)
+            if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
+                self.queue.retry(row, now + PAUSE_RECHECK, "publishing is paused")
+                return Outcome("paused")
+            if blocking:
+                self._block(s, row, blocking)
+                return Outcome(q.BLOCKED)
+            wait = self._budget_wait(s, row, now)
+            if wait is not None:
+                self.queue.retry(row, wait, "waiting for the account's daily posting budget")
+                self._note(claim, "budget_wait", until=wait.isoformat())
+                return Outcome("budget", hold_until=wait)
+            rendered = self._render(s, row)
+            if isinstance(rendered, Finding):
+                self._block(s, row, [rendered])
+                return Outcome(q.BLOCKED)
+            self.queue.mark_in_flight(row, now)
+            platform = s.get(m.AccountRow, row.account)
+            intent = _Intent(rendered, row.attempts, platform.platform if platform else "")
+        self._note(claim, "publish_started", attempt=intent.attempts)
+        return intent
+
+    def _gate(self, s: Session, row: m.DeliveryRow) -> list[Finding]:
+        for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH):
+            if gi.account_name == row.account:
+                return gate.evaluate(gi)
+        return [Finding("APPROVAL_CONTENT_MISMATCH", f"Account {row.account} is no longer a target of the post")]
+
+    def _budget_wait(self, s: Session, row: m.DeliveryRow, now: datetime) -> datetime | None:
+        account = self.service.config.account(row.account)
+        if account is None:
+            return None  # the gate has already said ACCOUNT_UNKNOWN
+        used, oldest = self.queue.posts_since(s, row.account, now - timedelta(days=1))
+        if used < account.posts_per_day:
+            return None
+        return (oldest or now) + timedelta(days=1, seconds=1)
+
+    def _render(self, s: Session, row: m.DeliveryRow) -> RenderedPost | Finding:
+        """The exact approved text and image bytes of the delivery."""
+        post = repo.get_post(s, row.post_id)
+        items = []
+        for media in repo.post_media(s, row.post_id):
+            try:
+                data = repo.media_file(self.service.config.media_dir, media).read_bytes()
+            except OSError:
+                data = b""
+            if hashlib.sha256(data).hexdigest() != media.sha256:
+                return Finding("APPROVAL_CONTENT_MISMATCH", "An approved image is missing or changed on disk")
+            items.append(MediaItem(data, media.mime, media.sha256, media.width, media.height))
+        return RenderedPost(post.text, tuple(items), row.id)
+
+    def _block(self, s: Session, row: m.DeliveryRow, findings: list[Finding]) -> None:
+        """Blocked for good: the findings on the row, and a log entry with codes only in clear."""
+        self.queue.finish(
+            row, q.BLOCKED, "blocked by the gate", [{"code": f.code, "message": f.message} for f in findings]
+        )
+        codes = sorted({f.code for f in findings})
+        personal: dict[str, dict[str, object]] = {}
+        for f in findings:
+            if f.subject_id:
+                entry = personal.setdefault(f.subject_id, {"findings": []})
+                entry["findings"].append({"code": f.code, "message": f.message})  # type: ignore[attr-defined]
+        body = {"post": row.post_id, "delivery": row.id, "account": row.account, "codes": codes, "jti": row.jti}
+        self.service.record(s, kinds.PUBLISH_BLOCKED, body, personal)
+        log.warning("delivery blocked", extra={**self._row_ids(row), "event": "blocked", "codes": codes})
+
+    # -- results -----------------------------------------------------------------------------
+    def _record_live(self, claim: q.Claim, ref: PublishedRef, *, reconciled: bool) -> Outcome:
+        svc, now = self.service, self.service.now()
+        with db.transaction(svc.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
+                return Outcome("lost")  # another daemon recorded it first
+            self.queue.mark_live(row, ref.platform_id, ref.url, now)
+            post = repo.get_post(s, row.post_id)
+            if post.status == "approved":
+                post.status = "published"
+            approval = repo.latest_approval(s, row.post_id)
+            body: dict[str, Any] = {
+                "post": row.post_id,
+                "delivery": row.id,
+                "account": row.account,
+                "platform": ref.platform,
+                "platform_id": ref.platform_id,
+                "url": ref.url,
+                "jti": row.jti,
+                "manifest_sha256": approval.manifest_sha256 if approval else "",
+                "media_sha256": [md.sha256 for md in repo.post_media(s, row.post_id)],
+                "attempts": row.attempts,
+                "reconciled": reconciled,
+            }
+            svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, repo.domain_post(s, post, ())))
+        self._note(claim, "published", platform_id=ref.platform_id, reconciled=reconciled)
+        return Outcome(q.LIVE)
+
+    def _failed_call(self, claim: q.Claim, exc: ConnectorError, attempts: int) -> Outcome:
+        """The platform certainly did not publish: decide between later and never."""
+        svc, now, st = self.service, self.service.now(), self.settings
+        hold: datetime | None = None
+        with db.transaction(svc.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is None or row.status != q.INFLIGHT:
+                return Outcome("lost")
+            if isinstance(exc, RateLimited):
+                row.attempts = max(row.attempts - 1, 0)  # waiting for the platform is not a failure
+                delay = retry_delay(
+                    attempts, base=st.backoff_base, cap=st.backoff_max, rnd=self.rnd,
+                    retry_after=exc.retry_after, max_rate_wait=st.max_rate_wait,
+                )  # fmt: skip
+                hold = now + timedelta(seconds=delay)
+                self.queue.retry(row, hold, str(exc))
+                state = "rate_limited"
+            elif isinstance(exc, AuthFailed):
+                self.queue.finish(row, q.FAILED, str(exc))
+                self.queue.set_attention(s, row.account, str(exc))
+                state = q.FAILED
+            elif isinstance(exc, Rejected) or attempts >= st.max_attempts:
+                self.queue.finish(row, q.FAILED, str(exc))
+                state = q.FAILED
+            else:
+                delay = retry_delay(attempts, base=st.backoff_base, cap=st.backoff_max, rnd=self.rnd)
+                self.queue.retry(row, now + timedelta(seconds=delay), str(exc))
+                state = "retry"
+        self._note(claim, state, error=type(exc).__name__, attempt=attempts)
+        return Outcome(state, hold)
+
+    def _to_reconcile(self, claim: q.Claim, error: str) -> None:
+        with db.transaction(self.service.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is not None and row.status == q.INFLIGHT:
+                row.status, row.last_error = q.RECONCILE, error[:2000]
+
+    # -- reconcile ---------------------------------------------------------------------------
+    def reconcile(self, claim: q.Claim) -> Outcome:
+        """Look the delivery up on the platform; never publishes."""
+        with db.transaction(self.service.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is None or row.status not in (q.RECONCILE, q.INFLIGHT):
+                return Outcome("lost")
+            rendered = self._render(s, row)
+        if isinstance(rendered, Finding):
+            return self._lookup_failed(claim, rendered.message)
+        try:
+            found = self.platforms.connector(claim.account).find_recent(rendered)
+        except RateLimited as exc:
+            until = self.service.now() + timedelta(seconds=min(exc.retry_after, self.settings.max_rate_wait))
+            with db.transaction(self.service.engine) as s:
+                row = self.queue.lock(s, claim.delivery_id)
+                if row is not None and row.status in (q.RECONCILE, q.INFLIGHT):
+                    self.queue.retry(row, until, str(exc), status=q.RECONCILE)
+            return Outcome("lookup_rate_limited", hold_until=until)
+        except (PublisherError, Exception) as exc:  # the platform cannot say
+            return self._lookup_failed(claim, str(exc) if isinstance(exc, PublisherError) else type(exc).__name__)
+        if found is not None:
+            return self._record_live(claim, found, reconciled=True)
+        return self._absent(claim)
+
+    def _absent(self, claim: q.Claim) -> Outcome:
+        with db.transaction(self.service.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is None or row.status not in (q.RECONCILE, q.INFLIGHT):
+                return Outcome("lost")
+            row.findings = []
+            if row.attempts >= self.settings.max_attempts:
+                self.queue.finish(row, q.FAILED, "not on the platform after the last attempt")
+                state = q.FAILED
+            else:  # certainly not there: publish again, after the gate runs again
+                self.queue.retry(row, self.service.now(), "not found on the platform: will try again")
+                state = "absent"
+        self._note(claim, state)
+        return Outcome(state)
+
+    def _lookup_failed(self, claim: q.Claim, error: str) -> Outcome:
+        svc, now = self.service, self.service.now()
+        with db.transaction(svc.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is None or row.status not in (q.RECONCILE, q.INFLIGHT):
+                return Outcome("lost")
+            count = self.queue.note_lookup_failure(row, error, now)
+            if count < self.settings.reconcile_attempts:
+                delay = retry_delay(count, base=self.settings.backoff_base, cap=self.settings.backoff_max, rnd=self.rnd)
+                self.queue.retry(row, now + timedelta(seconds=delay), error, status=q.RECONCILE)
+                state = "lookup_retry"
+            else:
+                self.queue.finish(row, q.UNCONFIRMED, f"the platform could not say whether it is live: {error}")
+                body = {
+                    "post": row.post_id,
+                    "delivery": row.id,
+                    "account": row.account,
+                    "jti": row.jti,
+                    "lookups": count,
+                }
+                svc.record(s, kinds.PUBLISH_UNCONFIRMED, body)
+                state = q.UNCONFIRMED
+        self._note(claim, state, lookups=count)
+        return Outcome(state)
+
+    # -- logging -----------------------------------------------------------------------------
+    @staticmethod
+    def _ids(claim: q.Claim) -> dict[str, Any]:
+        return {"post": claim.post_id, "delivery": claim.delivery_id, "account": claim.account}
+
+    @staticmethod
+    def _row_ids(row: m.DeliveryRow) -> dict[str, Any]:
+        return {"post": row.post_id, "delivery": row.id, "account": row.account}
+
+    def _note(self, claim: q.Claim, event: str, **fields: Any) -> None:
+        level = logging.WARNING if event in (q.FAILED, q.UNCONFIRMED) else logging.INFO
+        log.log(level, event.replace("_", " "), extra={**self._ids(claim), "event": event, **fields})

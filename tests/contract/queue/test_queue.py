@@ -1,0 +1,106 @@
+"""SqlAlchemyQueue on every store (SQLite and PostgreSQL): leases, skip-locked claims, crash
+recovery and release."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from publisher.errors import DaemonError
+from publisher.queue.lock import DaemonLock
+from publisher.queue.store import RECONCILE, SqlAlchemyQueue
+from publisher.store import db
+
+from .world import FakeClock, World, build_world, deliveries
+
+LEASE = timedelta(seconds=60)
+
+
+@pytest.fixture
+def world(tmp_path: Path, database_url: str) -> Iterator[tuple[World, FakeClock]]:
+    clock = FakeClock(datetime(2027, 5, 10, 8, 0, tzinfo=UTC))
+    w = build_world(tmp_path / "w", database_url=database_url if "postgres" in database_url else "", now=clock)
+    for _ in range(6):
+        w.post(accounts=["stmarys-x", "stmarys-facebook"])
+    clock.advance(seconds=5)
+    yield w, clock
+    w.svc.close()
+
+
+def q(w: World, owner: str) -> SqlAlchemyQueue:
+    return SqlAlchemyQueue(w.svc.engine, owner, LEASE)
+
+
+def test_claims_are_leases_that_nobody_else_gets_until_they_lapse(world: tuple[World, FakeClock]) -> None:
+    w, clock = world
+    a, b = q(w, "a"), q(w, "b")
+    assert set(a.due_accounts(clock())) == {"stmarys-x", "stmarys-facebook"}
+    got = a.claim(clock(), "stmarys-x", 4)
+    assert len(got) == 4
+    assert {c.delivery_id for c in b.claim(clock(), "stmarys-x", 10)}.isdisjoint({c.delivery_id for c in got})
+    clock.advance(seconds=61)
+    again = b.claim(clock(), "stmarys-x", 10)
+    assert {c.delivery_id for c in got} <= {c.delivery_id for c in again}
+
+
+def test_concurrent_claims_never_hand_one_delivery_to_two_owners(world: tuple[World, FakeClock]) -> None:
+    w, clock = world
+    results: dict[str, list[str]] = {}
+
+    def grab(owner: str) -> None:
+        mine: list[str] = []
+        for _ in range(12):
+            mine += [c.delivery_id for c in q(w, owner).claim(clock(), "stmarys-facebook", 1)]
+        results[owner] = mine
+
+    threads = [threading.Thread(target=grab, args=(f"o{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    claimed = [d for ds in results.values() for d in ds]
+    assert len(claimed) == len(set(claimed)) == 6
+
+
+def test_a_dead_daemons_in_flight_delivery_is_put_in_doubt_not_requeued(world: tuple[World, FakeClock]) -> None:
+    w, clock = world
+    a = q(w, "dead")
+    (claim,) = a.claim(clock(), "stmarys-x", 1)
+    with db.transaction(w.svc.engine) as s:
+        row = a.lock(s, claim.delivery_id)
+        assert row is not None
+        a.mark_in_flight(row, clock())
+    assert q(w, "other").recover(clock()) == 0  # lease still running
+    clock.advance(seconds=61)
+    assert q(w, "other").recover(clock()) == 1
+    row = next(r for r in deliveries(w.svc) if r.id == claim.delivery_id)
+    assert row.status == RECONCILE and row.lease_owner == "" and row.attempts == 1
+    # in doubt: nothing else is published on that account until it is settled
+    nxt = q(w, "other").claim(clock(), "stmarys-x", 10)
+    assert [c.delivery_id for c in nxt] == [claim.delivery_id] and nxt[0].reconcile
+    assert "stmarys-facebook" in q(w, "x").due_accounts(clock())
+
+
+def test_release_gives_back_claims_and_puts_unanswered_calls_in_doubt(world: tuple[World, FakeClock]) -> None:
+    w, clock = world
+    a = q(w, "me")
+    claims = a.claim(clock(), "stmarys-x", 3)
+    with db.transaction(w.svc.engine) as s:
+        row = a.lock(s, claims[0].delivery_id)
+        assert row is not None
+        a.mark_in_flight(row, clock())
+    assert a.release() == 3
+    rows = {r.id: r for r in deliveries(w.svc)}
+    assert rows[claims[0].delivery_id].status == RECONCILE
+    assert all(r.lease_owner == "" for r in rows.values())
+
+
+def test_one_daemon_per_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "daemon.lock"
+    with DaemonLock(path), pytest.raises(DaemonError, match=r"pid \d+ on "):
+        DaemonLock(path).acquire()
+    DaemonLock(path).acquire().release()  # free again
