@@ -204,3 +204,30 @@ def pin(path: Path, section: str, key: str, value: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def add_account(path: Path, account: AccountConfig) -> None:
+    """Append an [[accounts]] table to the config file; refuses a name in use; validates the result."""
+    current = load(path)
+    if current.account(account.name) is not None:
+        raise ConfigError(f"An account named {account.name} is already in {path}: choose another name")
+    if account.school not in {sc.id for sc in current.schools}:
+        raise ConfigError(f"School {account.school!r} is not in {path}: add a [[schools]] entry first")
+    for value in (account.name, account.handle, account.secret):
+        if '"' in value or "\\" in value or "\n" in value:
+            raise ConfigError(f"{value!r}: quotes, backslashes and newlines are not allowed here")
+    block = (
+        f'\n[[accounts]]\nname = "{account.name}"\nschool = "{account.school}"\n'
+        f'platform = "{account.platform.value}"\nhandle = "{account.handle}"\n'
+        f"sandbox = {'true' if account.sandbox else 'false'}\nposts_per_day = {account.posts_per_day}\n"
+        f'secret = "{account.secret}"\n'
+    )
+    text = path.read_text(encoding="utf-8").rstrip("\n") + "\n" + block
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    try:
+        load(tmp)
+    except ConfigError:
+        tmp.unlink()
+        raise
+    os.replace(tmp, path)

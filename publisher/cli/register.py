@@ -492,6 +492,31 @@ def account() -> None:
     """The platform accounts in the config."""
 
 
+@account.command("add")
+@click.option("--name", required=True, help="a short unique name, e.g. stmarys-x")
+@click.option("--school", required=True)
+@click.option("--platform", required=True, type=PLATFORMS)
+@click.option("--handle", required=True, help="the account's handle or page name")
+@click.option("--sandbox", is_flag=True, help="served by the local emulators (training)")
+@click.option("--posts-per-day", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@pass_ctx
+def account_add(c: Ctx, name: str, school: str, platform: str, handle: str, sandbox: bool, posts_per_day: int) -> None:
+    """Add an account to config.toml; store its credentials with 'publisher secrets set'."""
+    import re
+
+    from publisher.config import AccountConfig, add_account
+    from publisher.domain.limits import Platform
+    from publisher.errors import InvalidInput
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,63}", name):
+        raise InvalidInput(f"--name {name!r}: use lower-case letters, digits and '-'")
+    cfg = c.config()
+    secret = f"account/{name}"
+    add_account(cfg.path, AccountConfig(name, school, Platform(platform), handle, sandbox, posts_per_day, secret))
+    hint = "" if sandbox else f"; now store its credentials: publisher secrets set {secret}"
+    click.echo(f"Account {name} ({platform}) added to {cfg.path}{hint}")
+
+
 @account.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx

@@ -42,3 +42,32 @@ def test_no_master_key_is_a_clear_error(workspace: Workspace) -> None:
     (workspace.dir / "var" / "keys" / "master.key").unlink()
     r = workspace.run("secrets", "list")
     assert r.code != 0 and "master key" in r.err.lower()
+
+
+def test_account_add_writes_the_config_and_refuses_duplicates(workspace: Workspace) -> None:
+    workspace.ok("init")
+    out = workspace.ok(
+        "account",
+        "add",
+        "--name",
+        "stmarys-fb2",
+        "--school",
+        "stmarys",
+        "--platform",
+        "facebook",
+        "--handle",
+        "St Mary's PTA",
+    )
+    assert "publisher secrets set account/stmarys-fb2" in out
+    listed = json.loads(workspace.ok("account", "list", "--json"))
+    assert {"name": "stmarys-fb2", "platform": "facebook", "secret": "account/stmarys-fb2"}.items() <= next(
+        a for a in listed if a["name"] == "stmarys-fb2"
+    ).items()
+    before = workspace.config.read_text()
+    r = workspace.run(
+        "account", "add", "--name", "stmarys-fb2", "--school", "stmarys", "--platform", "x", "--handle", "h"
+    )
+    assert r.code != 0 and "already in" in r.err
+    r = workspace.run("account", "add", "--name", "new", "--school", "nowhere", "--platform", "x", "--handle", "h")
+    assert r.code != 0 and "not in" in r.err
+    assert workspace.config.read_text() == before
