@@ -191,14 +191,14 @@ def pin(path: Path, section: str, key: str, value: str) -> None:
     """Write `key = "value"` into [section] of the config file, keeping everything else."""
     text = path.read_text(encoding="utf-8")
     line = f'{key} = "{value}"'
-    sec = re.search(rf"(?m)^\[{re.escape(section)}\]\s*$", text)
+    sec = re.search(rf"(?m)^\[{re.escape(section)}\][ \t]*$", text)
     if sec is None:
         text = text.rstrip("\n") + f"\n\n[{section}]\n{line}\n"
     else:
         nxt = re.search(r"(?m)^\[", text[sec.end() :])
         end = sec.end() + (nxt.start() if nxt else len(text) - sec.end())
         block = text[sec.end() : end]
-        pattern = rf"(?m)^\s*{re.escape(key)}\s*=.*$"
+        pattern = rf"(?m)^[ \t]*{re.escape(key)}[ \t]*=.*$"
         block = re.sub(pattern, line, block, count=1) if re.search(pattern, block) else f"\n{line}" + block
         text = text[: sec.end()] + block + text[end:]
     tmp = path.with_name(path.name + ".tmp")

@@ -18,7 +18,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -71,13 +71,22 @@ class KeyValues(logging.Formatter):
         return f"{when} {record.levelname.lower():<7} {record.getMessage()}" + (f"  {extra}" if extra else "")
 
 
-def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
+def configure_logging(json_lines: bool, level: int = logging.INFO) -> Callable[[], None]:
+    """Send the project's logs to stderr; returns a function that puts things back as they were
+    (the CLI runs in-process in tests and must not leave its handler behind)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLines() if json_lines else KeyValues())
     root = logging.getLogger("publisher")
+    saved = (root.handlers[:], root.level, root.propagate)
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+    def restore() -> None:
+        root.handlers[:], root.propagate = saved[0], saved[2]
+        root.setLevel(saved[1])
+
+    return restore
 
 
 def make_platforms(service: Service, settings: QueueSettings) -> Platforms:

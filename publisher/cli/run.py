@@ -21,7 +21,7 @@ def run(c: Ctx, once: bool, json_logs: bool) -> None:
     from publisher.daemon import Daemon, configure_logging
     from publisher.queue.settings import QueueSettings
 
-    configure_logging(json_logs)
+    click.get_current_context().call_on_close(configure_logging(json_logs))
     svc = c.service()
     daemon = Daemon(svc, QueueSettings.load(svc.config.path))
     daemon.open()
@@ -87,7 +87,7 @@ def demo(folder: Path | None) -> None:
     from publisher.daemon import configure_logging
     from publisher.demo import run_demo
 
-    configure_logging(False, logging.ERROR)
+    click.get_current_context().call_on_close(configure_logging(False, logging.ERROR))
     report = run_demo(folder)
     for line in report.story:
         click.echo(line)
