@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from publisher.connectors import MediaItem, PublishedRef, RenderedPost
@@ -162,16 +163,19 @@ class Publisher:
         return RenderedPost(post.text, tuple(items), row.id)
 
     def _block(self, s: Session, row: m.DeliveryRow, findings: list[Finding]) -> None:
-        """Blocked for good: the findings on the row, and a log entry with codes only in clear."""
-        self.queue.finish(
-            row, q.BLOCKED, "blocked by the gate", [{"code": f.code, "message": f.message} for f in findings]
-        )
+        """Blocked for good: the findings on the row (names replaced by subject ids, so erasure
+        leaves none behind), and a log entry with codes in clear and messages sealed per subject.
+        Every featured subject is linked to the entry, so their SAR shows the blocked post."""
+        stored = [{"code": f.code, "subject": f.subject_id or "", "message": _without_names(s, f)} for f in findings]
+        self.queue.finish(row, q.BLOCKED, "blocked by the gate", stored)
         codes = sorted({f.code for f in findings})
-        personal: dict[str, dict[str, object]] = {}
+        personal: dict[str, dict[str, object]] = {
+            p.subject_id: {} for p in s.scalars(select(m.PostSubjectRow).where(m.PostSubjectRow.post_id == row.post_id))
+        }
         for f in findings:
             if f.subject_id:
-                entry = personal.setdefault(f.subject_id, {"findings": []})
-                entry["findings"].append({"code": f.code, "message": f.message})  # type: ignore[attr-defined]
+                entry = personal.setdefault(f.subject_id, {})
+                entry.setdefault("findings", []).append({"code": f.code, "message": f.message})  # type: ignore[attr-defined]
         body = {"post": row.post_id, "delivery": row.id, "account": row.account, "codes": codes, "jti": row.jti}
         self.service.record(s, kinds.PUBLISH_BLOCKED, body, personal)
         log.warning("delivery blocked", extra={**self._row_ids(row), "event": "blocked", "codes": codes})
@@ -319,3 +323,13 @@ class Publisher:
     def _note(self, claim: q.Claim, event: str, **fields: Any) -> None:
         level = logging.WARNING if event in (q.FAILED, q.UNCONFIRMED) else logging.INFO
         log.log(level, event.replace("_", " "), extra={**self._ids(claim), "event": event, **fields})
+
+
+def _without_names(s: Session, finding: Finding) -> str:
+    """A finding's message with its subject's names replaced by the subject id."""
+    row = s.get(m.SubjectRow, finding.subject_id) if finding.subject_id else None
+    message = finding.message
+    if row is not None:
+        for name in sorted({row.display_name, *row.aliases} - {""}, key=len, reverse=True):
+            message = message.replace(name, f"subject {row.id}")
+    return message
