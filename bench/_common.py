@@ -25,7 +25,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -314,8 +313,11 @@ class Seeded:
     due: datetime
 
 
-def seed(ws: Workspace, plan: Sequence[tuple[str, datetime]], window_hours: int = 12, batch: int = 500) -> list[Seeded]:
-    """One approved post per (account, due time), exactly as Service.approve would store it."""
+def seed(
+    ws: Workspace, plan: Sequence[tuple[str, datetime]], window_hours: int = 12, batch: int = 500, write: bool = True
+) -> list[Seeded]:
+    """One approved post per (account, due time), exactly as Service.approve would store it.
+    `write=False`: only make the posts and tokens (for the baselines, which have no store)."""
     from sqlalchemy import insert
 
     from publisher.domain import approval as ap
@@ -406,6 +408,8 @@ def seed(ws: Workspace, plan: Sequence[tuple[str, datetime]], window_hours: int 
                 }
             )
             out.append(Seeded(pid, did, account, text, token, due))
+        if not write:
+            continue
         with db.transaction(svc.engine) as s:
             s.execute(insert(m.PostRow), posts)
             s.execute(insert(m.PostAccountRow), links)
@@ -418,6 +422,20 @@ def seed(ws: Workspace, plan: Sequence[tuple[str, datetime]], window_hours: int 
 
 
 # -- the daemon as a process --------------------------------------------------------------------
+def shift_due(ws: Workspace, delta: timedelta) -> None:
+    """Move every queued delivery (and its post's scheduled time) `delta` later. The approvals
+    were signed at seeding time, so their windows are open by then."""
+    from sqlalchemy import select, update
+
+    from publisher.store import db
+    from publisher.store import models as m
+
+    with db.transaction(ws.svc.engine) as s:
+        rows = list(s.execute(select(m.DeliveryRow.id, m.DeliveryRow.post_id, m.DeliveryRow.due_at)))
+        s.execute(update(m.DeliveryRow), [{"id": i, "due_at": due + delta} for i, _, due in rows])
+        s.execute(update(m.PostRow), [{"id": p, "scheduled_at": due + delta} for _, p, due in rows])
+
+
 def publisher_cmd() -> list[str]:
     found = shutil.which("publisher")
     return [found] if found else [sys.executable, "-c", LAUNCH]
@@ -611,7 +629,7 @@ def recipe_scheduler(ws: Workspace, port: int, workers: int) -> Iterator[Any]:
 def add_recipe_jobs(sched: Any, items: Sequence[Seeded], run_at: datetime | None = None) -> None:
     for it in items:
         sched.add_job(
-            "_common:recipe_job" if __name__ != "__main__" else recipe_job,
+            "_common:recipe_job",
             "date",
             run_date=run_at or it.due,
             args=[it.account, it.delivery_id, it.text, it.token, it.post_id],
@@ -655,7 +673,6 @@ def main() -> None:
     parser.add_argument("mode", choices=["serve"])
     parser.add_argument("dir", type=Path)
     args = parser.parse_args()
-    os.nice(0)
     _serve(args.dir)
 
 

@@ -331,5 +331,5 @@ def _without_names(s: Session, finding: Finding) -> str:
     message = finding.message
     if row is not None:
         for name in sorted({row.display_name, *row.aliases} - {""}, key=len, reverse=True):
-            message = message.replace(name, f"subject {row.id}")
+            message = message.replace(f"{name} ({row.id})", f"subject {row.id}").replace(name, f"subject {row.id}")
     return message
