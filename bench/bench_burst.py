@@ -48,10 +48,10 @@ def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, p
         ws = c.make_workspace(base / "ws", accounts, sb, workers, postgres=postgres)
         try:
             t = time.perf_counter()
-            c.seed(ws, _plan(n, accounts))
+            plan = _plan(n, accounts)
+            c.seed(ws, plan)
             seed_s = time.perf_counter() - t
-            due = datetime.now(UTC) + timedelta(seconds=LEAD_S)
-            c.shift_due(ws, due - datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=0))
+            c.shift_due(ws, datetime.now(UTC) + timedelta(seconds=LEAD_S) - plan[0][1])
             due = _common_due(ws)
             proc = c.start_daemon(ws)
             try:

@@ -186,7 +186,9 @@ class InstagramConnector:
         try:
             self._client.login(self._username, self._password, verification_code=code)
         except Exception as exc:
-            if isinstance(exc, (requests.RequestException, ig.ClientConnectionError, *THROTTLED)):
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            busy = isinstance(status, int) and (status >= 500 or status == 429)  # the platform, not the account
+            if busy or isinstance(exc, (requests.RequestException, ig.ClientConnectionError, *THROTTLED)):
                 _raise_mapped(exc, write=False, what="logging in")
             raise AuthFailed(
                 NAME,

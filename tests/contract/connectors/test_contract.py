@@ -178,6 +178,24 @@ def test_instagram_challenge_is_auth_failed_and_never_prompts(sandbox: object, m
     assert sandbox.created_count("instagram", creds["account_id"]) == 0
 
 
+@pytest.mark.parametrize(("fault", "error"), [("500", Transient), ("503", Transient), ("429", RateLimited)])
+def test_instagram_session_check_failing_on_the_platforms_side_is_not_the_accounts_fault(
+    sandbox: object, fault: str, error: type[Exception]
+) -> None:
+    from publisher.connectors import make_connector
+    from publisher.sandbox import Sandbox
+
+    assert isinstance(sandbox, Sandbox)
+    creds = sandbox.provision_account("instagram", f"busy-{fault}")
+    connector = make_connector("instagram", creds, settings=FAST, sandbox_port=sandbox.port)
+    sandbox.inject("instagram", "current_user", fault)
+    with pytest.raises(error):
+        connector.publish(post_for("instagram"))
+    assert sandbox.created_count("instagram", creds["account_id"]) == 0
+    connector.publish(post_for("instagram"))  # and the next attempt goes through
+    assert sandbox.created_count("instagram", creds["account_id"]) == 1
+
+
 # --- what the platforms refuse ----------------------------------------------------------------------
 
 TOO_LONG = {"x": "é" * 281, "facebook": "a" * 63_207, "instagram": "a" * 2_201}
