@@ -37,6 +37,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -538,30 +539,32 @@ class Connectors:
 
 
 def limit_run(ws: Workspace, items: Sequence[Seeded], port: int, workers: int) -> tuple[float, list[float], int]:
-    """The same connectors publishing the same posts in a plain thread pool (one task per
-    account, its posts in order, as the daemon does). Returns (start, done times, failures)."""
+    """The same connectors publishing the same posts in a plain thread pool of the same size:
+    one task per post, accounts interleaved, one call at a time per account (as the daemon and
+    the recipe do). Returns (start, done times, failures)."""
     conns = Connectors(ws, port)
     by_account: dict[str, list[Seeded]] = {}
     for it in items:
         by_account.setdefault(it.account, []).append(it)
+    order = [it for group in zip_longest(*by_account.values()) for it in group if it is not None]
     done: list[float] = []
     failures = [0]
     lock = threading.Lock()
 
-    def work(account: str) -> None:
-        for it in by_account[account]:
-            try:
-                conns.get(account).publish(_rendered(it, ws.photo, ws.photo_sha))
-                t = time.time()
-                with lock:
-                    done.append(t)
-            except Exception:
-                with lock:
-                    failures[0] += 1
+    def work(it: Seeded) -> None:
+        try:
+            with conns.locks[it.account]:
+                conns.get(it.account).publish(_rendered(it, ws.photo, ws.photo_sha))
+            t = time.time()
+            with lock:
+                done.append(t)
+        except Exception:
+            with lock:
+                failures[0] += 1
 
     start = time.time()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(work, list(by_account)))
+        list(pool.map(work, order))
     return start, done, failures[0]
 
 
