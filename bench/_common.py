@@ -156,9 +156,7 @@ def _serve(data_dir: Path) -> None:
         if cmd == "provision":
             result = [sb.provision_account(platform, name) for platform, name in req["accounts"]]
         elif cmd == "created":
-            result = sum(
-                int(n) for em in sb.emulators.values() for n in em.state.get(em.platform)["created"].values()
-            )
+            result = sum(int(n) for em in sb.emulators.values() for n in em.state.get(em.platform)["created"].values())
         elif cmd == "latency":
             for platform in ("x", "facebook", "instagram"):
                 sb.inject(platform, "*", "latency", rate=1.0, seconds=float(req["seconds"]))

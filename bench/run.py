@@ -23,6 +23,11 @@ HERE = Path(__file__).resolve().parent
 QUICK = {
     "bench_log.py": ["--entries", "20000", "--appends", "500"],
     "bench_cli.py": ["--runs", "3"],
+    "bench_burst.py": ["--deliveries", "1000", "--accounts", "20"],
+    "bench_steady.py": ["--seconds", "10"],
+    "bench_slow.py": ["--deliveries", "200", "--accounts", "20"],
+    "bench_sar.py": ["--entries", "50000", "--subjects", "1000"],
+    "bench_memory.py": ["--deliveries", "300", "--accounts", "10", "--idle", "5"],
 }
 
 

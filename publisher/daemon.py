@@ -49,6 +49,7 @@ class JsonLines(logging.Formatter):
     FIELDS: ClassVar[tuple[str, ...]] = (
         "event", "post", "delivery", "account", "codes", "attempt", "error", "platform_id",
         "reconciled", "until", "lookups", "subject", "platform", "scope", "expires", "size", "owner", "count",
+        "outcome",
     )  # fmt: skip
 
     def format(self, record: logging.LogRecord) -> str:
@@ -76,15 +77,19 @@ def configure_logging(json_lines: bool, level: int = logging.INFO) -> Callable[[
     (the CLI runs in-process in tests and must not leave its handler behind)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonLines() if json_lines else KeyValues())
-    root = logging.getLogger("publisher")
-    saved = (root.handlers[:], root.level, root.propagate)
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    # apscheduler's own errors (a job that raised) go through the same formatter: no traceback
+    # with SQL parameters on stderr, only the exception's type.
+    loggers = {logging.getLogger("publisher"): level, logging.getLogger("apscheduler"): logging.WARNING}
+    saved = {lg: (lg.handlers[:], lg.level, lg.propagate) for lg in loggers}
+    for lg, lvl in loggers.items():
+        lg.handlers[:] = [handler]
+        lg.setLevel(lvl)
+        lg.propagate = False
 
     def restore() -> None:
-        root.handlers[:], root.propagate = saved[0], saved[2]
-        root.setLevel(saved[1])
+        for lg, (handlers, lvl, propagate) in saved.items():
+            lg.handlers[:], lg.propagate = handlers, propagate
+            lg.setLevel(lvl)
 
     return restore
 
@@ -234,6 +239,22 @@ class Daemon:
         """Deliveries left in flight by a daemon that died (lease lapsed) -> looked up next."""
         return self.queue.recover(self.service.now())
 
+    def takedowns(self) -> int:
+        """Try the takedowns that are due (new, or retrying after a failure); returns how many were tried."""
+        from publisher.takedown import process_pending_takedowns
+
+        if self.stopping.is_set():
+            return 0
+        attempts = process_pending_takedowns(self.service, self.platforms, self.service.now())
+        for a in attempts:
+            log.info(
+                "takedown attempt",
+                extra={"event": "takedown", "post": a.post_id, "account": a.account, "outcome": a.outcome},
+            )
+        if attempts:
+            self._dirty = True
+        return len(attempts)
+
     def checkpoint(self, force: bool = False) -> bool:
         """Sign a checkpoint after publishing, or every checkpoint_minutes while the log grows."""
         size, signed = last_checkpoint_size(self.service)
@@ -268,7 +289,7 @@ class Daemon:
         seconds pass; with `until` None, work only what is due now. Returns what is left."""
         end = time.monotonic() + timeout
         while not self.stopping.is_set() and time.monotonic() < end:
-            started = self.dispatch()
+            started = self.dispatch() + self.takedowns()
             self.wait_idle(max(end - time.monotonic(), 0.01))
             self.checkpoint()
             if started:
@@ -282,8 +303,9 @@ class Daemon:
 
     def run_once(self) -> int:
         """`publisher run --once`: do what is due now (including anything in doubt), then stop."""
-        self.sweep()
-        return self.drain(None, timeout=self.settings.lease_seconds)
+        with self._signals():
+            self.sweep()
+            return self.drain(None, timeout=self.settings.lease_seconds)
 
     def run_forever(self) -> None:
         """`publisher run`: the scheduler until SIGTERM / SIGINT (then `close()` does the rest)."""
@@ -294,6 +316,7 @@ class Daemon:
         now = datetime.now(UTC)
         sched.add_job(self.dispatch, "interval", seconds=st.dispatch_seconds, id="dispatch", next_run_time=now)
         sched.add_job(self.reconcile, "interval", seconds=st.reconcile_seconds, id="reconcile")
+        sched.add_job(self.takedowns, "interval", seconds=max(st.dispatch_seconds, 5.0), id="takedowns")
         sched.add_job(self.checkpoint, "interval", seconds=60, id="checkpoint")
         sched.add_job(self.sweep, "cron", hour=7, minute=0, timezone=self.service.config.timezone, id="sweep")
         with self._signals():

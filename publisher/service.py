@@ -731,7 +731,8 @@ class Service:
             raise TrustProblem(f"The certificate for key {kid} is not valid ({exc}): ask the DFO") from None
 
     def personal(self, s: Session, post: Post) -> dict[str, dict[str, object]]:
-        """What the log keeps, sealed, about each featured subject of a post."""
+        """What the log keeps, sealed, about each subject of a post: those featured, and those
+        the text names without featuring them (their SAR must show the post too)."""
         out: dict[str, dict[str, object]] = {}
         for f in post.featured:
             row = s.get(m.SubjectRow, f.subject_id)
@@ -740,6 +741,8 @@ class Service:
                 "caption": post.text,
                 "scopes": sorted(sc.value for sc in f.scopes),
             }
+        for subject in gate.named_subjects(post.text, repo.trust_subjects(s)):
+            out.setdefault(subject.id, {"name": subject.display_name, "caption": post.text, "scopes": ["named"]})
         return out
 
 

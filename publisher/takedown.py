@@ -100,6 +100,8 @@ def _queue(
     req = Requested(new_id("TR-"), post.id, cancelled=list(cancelled))
     now = service.now()
     for d in deliveries:
+        if d.status in UNSETTLED:  # its outcome is unknown: if it turns out not to be there, cancel it
+            d.cancel_requested = True
         existing = s.scalar(
             select(TakedownRow.id).where(TakedownRow.delivery_id == d.id, TakedownRow.status == "pending")
         )

@@ -68,6 +68,13 @@ def _status_lines(d: dict[str, Any]) -> list[str]:
         for r in d[key]:
             out.append(f"  {r['delivery']}  post {r['post']} on {r['account']}  {r['last_error']}")
             out += [f"    {f['code']}: {f.get('message', '')}" for f in r["findings"]]
+    if d["takedowns_pending"]:
+        out.append("takedowns not finished:")
+    for t in d["takedowns_pending"]:
+        out.append(
+            f"  {t['takedown']}  post {t['post']} on {t['account']}  {t['status']}, {t['attempts']} tries  "
+            f"{t['last_error']}"
+        )
     for a in d["accounts_needing_attention"]:
         out.append(f"account {a['account']} needs attention: {a['why']}")
     cp = d["last_checkpoint"]
@@ -76,6 +83,30 @@ def _status_lines(d: dict[str, Any]) -> list[str]:
         + (f"last checkpoint at size {cp['size']}, {cp['at']}" if cp else "no checkpoint yet")
     )
     return out
+
+
+@cli.group()
+def delivery() -> None:
+    """Settle a delivery the daemon could not (an unconfirmed publish)."""
+
+
+@delivery.command("resolve")
+@click.argument("delivery_id")
+@click.option("--live", "platform_id", help="it IS on the platform: the post's id there (checked with a look-up)")
+@click.option("--url", default="", help="with --live: the post's address")
+@click.option("--not-live", "not_live", is_flag=True, help="it is NOT on the platform: queue it again (gate first)")
+@pass_ctx
+def delivery_resolve(c: Ctx, delivery_id: str, platform_id: str | None, url: str, not_live: bool) -> None:
+    """An unconfirmed delivery: record it live (with its id) or queue it again."""
+    from publisher.cli.sar import open_platforms
+    from publisher.queue.resolve import resolve
+
+    if (platform_id is None) == (not not_live):
+        raise click.UsageError("give exactly one of --live PLATFORM_ID and --not-live")
+    svc = c.service()
+    with open_platforms(svc.config, svc.vault()) as platforms:
+        state = resolve(svc, platforms, delivery_id, platform_id, url)
+    click.echo(f"Delivery {delivery_id} is now {state}")
 
 
 @cli.command()

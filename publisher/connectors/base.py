@@ -9,7 +9,9 @@ queue decides what to do next.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from publisher.errors import Rejected
@@ -95,9 +97,11 @@ class Connector(Protocol):
     - `delete(ref) -> None`: removes the post and confirms it is gone. Idempotent: deleting a
       post that is already gone is success.
     - `lookup(ref) -> "live" | "gone"`: whether the post is visible on the platform now.
-    - `find_recent(post) -> PublishedRef | None`: the account's recent post with this text and
-      image count, or None when the platform's answer shows it is certainly not there. Raises
-      (OutcomeUnknown / Transient / ...) when the platform cannot answer.
+    - `find_recent(post, since=None, exclude=()) -> PublishedRef | None`: the account's recent
+      post with this text and image count, made at or after `since` (less a minute of clock
+      skew) and whose id is not in `exclude` (posts already recorded for other deliveries), or
+      None when the platform's answer shows it is certainly not there. Raises (OutcomeUnknown /
+      Transient / ...) when the platform cannot answer.
     """
 
     platform: str
@@ -109,7 +113,18 @@ class Connector(Protocol):
 
     def lookup(self, ref: PublishedRef) -> Presence: ...
 
-    def find_recent(self, post: RenderedPost) -> PublishedRef | None: ...
+    def find_recent(
+        self, post: RenderedPost, since: datetime | None = None, exclude: Collection[str] = ()
+    ) -> PublishedRef | None: ...
+
+
+SKEW = timedelta(minutes=1)
+
+
+def made_since(created: datetime | None, since: datetime | None) -> bool:
+    """Whether a post the platform dates `created` can be the one sent at `since`. A post the
+    platform does not date counts as a candidate (a missed match would publish twice)."""
+    return since is None or created is None or created >= since - SKEW
 
 
 def check_media(platform: str, post: RenderedPost, limits: PlatformLimits) -> None:

@@ -17,14 +17,15 @@ from __future__ import annotations
 import io
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import facebook
 import requests
 
 from publisher.connectors._net import network_error, rate_limited
-from publisher.connectors.base import Presence, PublishedRef, RenderedPost, check_media
+from publisher.connectors.base import Presence, PublishedRef, RenderedPost, check_media, made_since
 from publisher.connectors.loopback import LoopbackAdapter, enforce_timeout, mount_sandbox
 from publisher.domain.limits import LIMITS, Platform
 from publisher.errors import AuthFailed, ConnectorError, OutcomeUnknown, RateLimited, Rejected, Transient
@@ -131,7 +132,9 @@ class FacebookConnector:
             return "gone"
         return "live"
 
-    def find_recent(self, post: RenderedPost) -> PublishedRef | None:
+    def find_recent(
+        self, post: RenderedPost, since: datetime | None = None, exclude: Collection[str] = ()
+    ) -> PublishedRef | None:
         try:
             result = self._call(
                 self._graph.get_connections,
@@ -147,7 +150,9 @@ class FacebookConnector:
         except ConnectorError as exc:
             raise OutcomeUnknown(NAME, f"Graph cannot say now ({exc.message})") from exc
         for item in result.get("data") or []:
-            if isinstance(item, dict) and item.get("message", "") == post.text:
+            if not isinstance(item, dict) or item.get("message", "") != post.text or str(item["id"]) in exclude:
+                continue
+            if made_since(_graph_time(item.get("created_time")), since):
                 return _ref(str(item["id"]))
         return None
 
@@ -241,3 +246,13 @@ def _raise_graph(
     else:
         error = Rejected(NAME, f"{what}: Graph refused it (code {code}): {said or 'no reason given'}")
     raise error from exc
+
+
+def _graph_time(value: object) -> datetime | None:
+    """Graph's created_time ('2026-11-26T09:00:00+0000'); None if absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z")
+    except ValueError:
+        return None

@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import requests
@@ -28,7 +29,7 @@ from instagrapi import exceptions as ig
 from instagrapi.extractors import extract_media_v1
 
 from publisher.connectors._net import DEFAULT_RETRY_AFTER, network_error, retry_after_from
-from publisher.connectors.base import MediaItem, Presence, PublishedRef, RenderedPost, check_media
+from publisher.connectors.base import MediaItem, Presence, PublishedRef, RenderedPost, check_media, made_since
 from publisher.connectors.loopback import LoopbackAdapter, enforce_timeout, mount_sandbox
 from publisher.domain.limits import LIMITS, Platform
 from publisher.errors import AuthFailed, ConnectorError, OutcomeUnknown, RateLimited, Rejected, Transient
@@ -154,7 +155,9 @@ class InstagramConnector:
             _raise_mapped(exc, write=False, what=f"looking up post {ref.platform_id}")
         return "live"
 
-    def find_recent(self, post: RenderedPost) -> PublishedRef | None:
+    def find_recent(
+        self, post: RenderedPost, since: datetime | None = None, exclude: Collection[str] = ()
+    ) -> PublishedRef | None:
         what = "searching the account's recent posts"
         try:
             self._login()
@@ -174,7 +177,8 @@ class InstagramConnector:
                 raise OutcomeUnknown(NAME, f"Instagram cannot say now ({mapped.message})") from exc
         for media in medias:
             count = len(media.resources) if media.media_type == 8 else 1
-            if media.caption_text == post.text and count == len(post.media):
+            same = media.caption_text == post.text and count == len(post.media)
+            if same and str(media.id) not in exclude and made_since(media.taken_at, since):
                 return PublishedRef(NAME, str(media.id), f"https://www.instagram.com/p/{media.code}/")
         return None
 

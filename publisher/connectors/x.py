@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import requests
@@ -22,7 +23,7 @@ import tweepy
 from requests_oauthlib import OAuth1
 
 from publisher.connectors._net import network_error, rate_limited
-from publisher.connectors.base import MediaItem, Presence, PublishedRef, RenderedPost, check_media
+from publisher.connectors.base import MediaItem, Presence, PublishedRef, RenderedPost, check_media, made_since
 from publisher.connectors.loopback import LoopbackAdapter, enforce_timeout, mount_sandbox
 from publisher.domain.limits import LIMITS, Platform
 from publisher.errors import AuthFailed, ConnectorError, OutcomeUnknown, RateLimited, Rejected, Transient
@@ -107,7 +108,9 @@ class XConnector:
             return "gone"
         raise Transient(NAME, f"looking up post {ref.platform_id}: X gave neither the post nor 'not found'")
 
-    def find_recent(self, post: RenderedPost) -> PublishedRef | None:
+    def find_recent(
+        self, post: RenderedPost, since: datetime | None = None, exclude: Collection[str] = ()
+    ) -> PublishedRef | None:
         try:
             user_id = self._me()
             response = self._client.get_users_tweets(
@@ -118,7 +121,8 @@ class XConnector:
         wanted = _normalise(post.text)
         for tweet in response.data or []:
             media_keys = ((tweet.attachments or {}).get("media_keys")) or []
-            if _normalise(tweet.text) == wanted and len(media_keys) == len(post.media):
+            same = _normalise(tweet.text) == wanted and len(media_keys) == len(post.media)
+            if same and str(tweet.id) not in exclude and made_since(tweet.created_at, since):
                 return _ref(str(tweet.id))
         return None
 

@@ -44,6 +44,7 @@ class QueueSettings:
     dispatch_seconds: float = 1.0
     reconcile_seconds: float = 15.0
     checkpoint_minutes: float = 10.0
+    settle_seconds: float = 10.0  # a look-up that finds nothing is repeated after this before "absent"
     sandbox_port: int = 0
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ from publisher.ledger.tables import log_checkpoints, log_entries
 from publisher.queue import store as q
 from publisher.store import db
 from publisher.store import models as m
+from publisher.takedown import open_takedowns
 
 if TYPE_CHECKING:
     from publisher.service import Service
@@ -68,6 +69,11 @@ def queue_status(service: Service, limit: int = 50) -> dict[str, Any]:
             .limit(1)
         ).first()
         out["last_checkpoint"] = {"size": int(cp[0]), "at": cp[1]} if cp else None
+    out["takedowns_pending"] = [
+        {"takedown": t.id, "post": t.post_id, "account": t.account, "status": t.status, "attempts": t.attempts,
+         "last_error": t.last_error, "next_try_at": t.next_try_at.isoformat() if t.next_try_at else None}
+        for t in open_takedowns(service)[:limit]
+    ]  # fmt: skip
     return out
 
 

@@ -71,10 +71,14 @@ def _claimable(now: datetime) -> Any:
 
 
 def _in_doubt_elsewhere() -> Any:
-    """A queued row whose account has a delivery in doubt: publish nothing more there until it
-    is settled, so the platform look-up only has to search the account's latest posts."""
+    """A queued row whose account has another delivery in flight or in doubt: publish nothing
+    more there until that one is settled. One call at a time per account (across daemons too)
+    keeps the platform look-up able to tell which post is whose."""
     other = aliased(m.DeliveryRow)
-    return and_(D.status == QUEUED, exists().where(other.account == D.account, other.status == RECONCILE))
+    return and_(
+        D.status == QUEUED,
+        exists().where(other.account == D.account, other.id != D.id, other.status.in_((INFLIGHT, RECONCILE))),
+    )
 
 
 def _rows(result: Any) -> int:
@@ -127,7 +131,7 @@ class SqlAlchemyQueue:
 
     # -- transitions inside the caller's transaction ---------------------------------------
     def mark_in_flight(self, row: m.DeliveryRow, now: datetime) -> None:
-        row.status, row.attempts = INFLIGHT, row.attempts + 1
+        row.status, row.attempts, row.attempted_at = INFLIGHT, row.attempts + 1, now
         row.lease_owner, row.lease_expires = self.owner, now + self.lease
 
     def mark_live(self, row: m.DeliveryRow, platform_id: str, url: str, now: datetime) -> None:
@@ -158,6 +162,11 @@ class SqlAlchemyQueue:
 
     def set_attention(self, s: Session, account: str, why: str) -> None:
         s.execute(update(m.AccountRow).where(m.AccountRow.name == account).values(needs_attention=why[:1000]))
+
+    def recorded_ids(self, s: Session, account: str, but: str) -> set[str]:
+        """Platform ids already recorded for the account's other deliveries."""
+        q = select(D.platform_id).where(D.account == account, D.id != but, D.platform_id != "")
+        return {str(pid) for pid in s.scalars(q)}
 
     # -- budget ----------------------------------------------------------------------------
     def posts_since(self, s: Session, account: str, since: datetime) -> tuple[int, datetime | None]:

@@ -16,9 +16,12 @@ Logs carry post, delivery and account ids and finding codes; never names or secr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from publisher.service import Service
 
 log = logging.getLogger("publisher.queue")
+ABSENT_ONCE = "ABSENT_ONCE"
 PAUSE_RECHECK = timedelta(seconds=30)
 
 
@@ -85,12 +89,16 @@ class Publisher:
 
     # -- publish ---------------------------------------------------------------------------
     def publish(self, claim: q.Claim) -> Outcome:
+        try:
+            connector = self.platforms.connector(claim.account)
+        except PublisherError as exc:  # no credentials, or the vault cannot be read: a person must act
+            return self._cannot_connect(claim, exc)
         begun = self._begin(claim)
         if isinstance(begun, Outcome):
             return begun
         try:
-            connector = self.platforms.connector(claim.account)
-            ref = connector.publish(begun.rendered)
+            with _Renewing(self.queue, claim.delivery_id, self.service.now):
+                ref = connector.publish(begun.rendered)
         except OutcomeUnknown as exc:
             self._note(claim, "publish_outcome_unknown", error=type(exc).__name__)
             self._to_reconcile(claim, str(exc))
@@ -101,7 +109,25 @@ class Publisher:
             log.exception("unexpected error publishing", extra=self._ids(claim))
             self._to_reconcile(claim, f"unexpected {type(exc).__name__}")
             return self.reconcile(claim)
-        return self._record_live(claim, ref, reconciled=False)
+        try:
+            return self._record_live(claim, ref, reconciled=False)
+        except Exception as exc:  # published, but not recorded (the database failed): in doubt
+            log.exception("published but not recorded", extra={**self._ids(claim), "platform_id": ref.platform_id})
+            with contextlib.suppress(Exception):
+                self._to_reconcile(claim, f"published as {ref.platform_id} but not recorded ({type(exc).__name__})")
+            return Outcome(
+                "lookup_retry", hold_until=self.service.now() + timedelta(seconds=self.settings.settle_seconds)
+            )
+
+    def _cannot_connect(self, claim: q.Claim, exc: PublisherError) -> Outcome:
+        with db.transaction(self.service.engine) as s:
+            row = self.queue.lock(s, claim.delivery_id)
+            if row is None or row.status != q.QUEUED:
+                return Outcome("lost")
+            self.queue.finish(row, q.FAILED, str(exc))
+            self.queue.set_attention(s, row.account, str(exc))
+        self._note(claim, q.FAILED, error=type(exc).__name__)
+        return Outcome(q.FAILED)
 
     def _begin(self, claim: q.Claim) -> _Intent | Outcome:
         """Transaction 1: gate, budget and intent; or the reason there is nothing to do."""
@@ -110,6 +136,9 @@ class Publisher:
             row = self.queue.lock(s, claim.delivery_id)
             if row is None or row.status != q.QUEUED or not self.queue.owns(row, now):
                 return Outcome("lost")
+            if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
+                self.queue.finish(row, q.CANCELLED, "a takedown was requested before it went out")
+                return Outcome(q.CANCELLED)
             findings = self._gate(s, row)
             blocking = gate.blocking(findings)
             if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
@@ -241,10 +270,12 @@ class Publisher:
         return Outcome(state, hold)
 
     def _to_reconcile(self, claim: q.Claim, error: str) -> None:
+        """The call may have reached the platform: look it up next (whoever claims it), and
+        publish nothing else on the account meanwhile."""
         with db.transaction(self.service.engine) as s:
             row = self.queue.lock(s, claim.delivery_id)
             if row is not None and row.status == q.INFLIGHT:
-                row.status, row.last_error = q.RECONCILE, error[:2000]
+                self.queue.retry(row, self.service.now(), error, status=q.RECONCILE)
 
     # -- reconcile ---------------------------------------------------------------------------
     def reconcile(self, claim: q.Claim) -> Outcome:
@@ -254,10 +285,11 @@ class Publisher:
             if row is None or row.status not in (q.RECONCILE, q.INFLIGHT):
                 return Outcome("lost")
             rendered = self._render(s, row)
+            since, others = row.attempted_at, self.queue.recorded_ids(s, row.account, row.id)
         if isinstance(rendered, Finding):
             return self._lookup_failed(claim, rendered.message)
         try:
-            found = self.platforms.connector(claim.account).find_recent(rendered)
+            found = self.platforms.connector(claim.account).find_recent(rendered, since=since, exclude=others)
         except RateLimited as exc:
             until = self.service.now() + timedelta(seconds=min(exc.retry_after, self.settings.max_rate_wait))
             with db.transaction(self.service.engine) as s:
@@ -276,8 +308,18 @@ class Publisher:
             row = self.queue.lock(s, claim.delivery_id)
             if row is None or row.status not in (q.RECONCILE, q.INFLIGHT):
                 return Outcome("lost")
+            now = self.service.now()
+            if not any(f.get("code") == ABSENT_ONCE for f in row.findings or []):
+                # Platforms can commit after the client gave up, and feeds lag: look again later.
+                row.findings = [{"code": ABSENT_ONCE, "at": now.isoformat()}]
+                hold = now + timedelta(seconds=self.settings.settle_seconds)
+                self.queue.retry(row, hold, "not found yet: looking again before publishing again", q.RECONCILE)
+                return Outcome("lookup_retry", hold_until=hold)
             row.findings = []
-            if row.attempts >= self.settings.max_attempts:
+            if row.cancel_requested:
+                self.queue.finish(row, q.CANCELLED, "not on the platform, and a takedown was requested")
+                state = q.CANCELLED
+            elif row.attempts >= self.settings.max_attempts:
                 self.queue.finish(row, q.FAILED, "not on the platform after the last attempt")
                 state = q.FAILED
             else:  # certainly not there: publish again, after the gate runs again
@@ -333,3 +375,26 @@ def _without_names(s: Session, finding: Finding) -> str:
         for name in sorted({row.display_name, *row.aliases} - {""}, key=len, reverse=True):
             message = message.replace(f"{name} ({row.id})", f"subject {row.id}").replace(name, f"subject {row.id}")
     return message
+
+
+class _Renewing:
+    """Keep one claim's lease alive while its platform call runs (uploads can take minutes)."""
+
+    def __init__(self, queue: q.SqlAlchemyQueue, delivery_id: str, now: Callable[[], datetime]) -> None:
+        self.queue, self.delivery_id, self.now = queue, delivery_id, now
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{delivery_id}", daemon=True)
+
+    def __enter__(self) -> _Renewing:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        period = max(self.queue.lease.total_seconds() / 3, 0.05)
+        while not self._stop.wait(period):
+            with contextlib.suppress(Exception):  # a renewal that fails is retried; the lease is long
+                self.queue.renew([self.delivery_id], self.now())

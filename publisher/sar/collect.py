@@ -149,6 +149,12 @@ class Collector:
             .order_by(m.PostRow.scheduled_at, m.PostRow.id)
         )
         rows = [(r[0], r[1]) for r in self.s.execute(q)]
+        declared = {post.id for post, _ in rows}
+        me = {self.row.id: repo.subject(self.row)}
+        for post in self.s.scalars(select(m.PostRow).order_by(m.PostRow.scheduled_at, m.PostRow.id)):
+            if post.id not in declared and named_subjects(post.text, me):  # named, not declared
+                rows.append((post, m.PostSubjectRow(post_id=post.id, subject_id=self.row.id, image=False, name=True)))
+        rows.sort(key=lambda r: (r[0].scheduled_at, r[0].id))
         for post, _ in rows:
             self._know_others(post)
         return [self._post(post, mine) for post, mine in rows]
@@ -156,8 +162,8 @@ class Collector:
     def _know_others(self, post: m.PostRow) -> None:
         """Teach the redactor everyone else featured in, or named by, this post."""
         others = {f.subject_id for f in repo.post_featured(self.s, post.id)} - {self.row.id}
-        school = repo.school_subjects(self.s, post.school_id)
-        others |= {x.id for x in named_subjects(post.text, school)} - {self.row.id}
+        everyone = repo.trust_subjects(self.s)
+        others |= {x.id for x in named_subjects(post.text, everyone)} - {self.row.id}
         for sid in sorted(others):
             other = self.s.get(m.SubjectRow, sid)
             if other is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -187,6 +188,8 @@ class DeliveryRow(Base):
     taken_down_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
     findings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    attempted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)  # last platform call began
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class CertificateRow(Base):

@@ -22,7 +22,7 @@ from publisher.store import models as m
 from tests.conftest import Workspace
 
 FAST = ConnectorSettings(timeout=5.0, instagram_pause=0.0, instagram_request_delay=0.0)
-FAST_DAEMON = "\n[daemon]\ntimeout = 5.0\ninstagram_pause = 0.0\ninstagram_request_delay = 0.0\n"
+FAST_DAEMON = "\n[daemon]\ntimeout = 5.0\ninstagram_pause = 0.0\ninstagram_request_delay = 0.0\nsettle_seconds = 0.3\n"
 
 
 def fast(ws: Workspace) -> None:

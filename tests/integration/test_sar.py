@@ -283,3 +283,18 @@ def test_bad_sar_input_is_one_clear_line_and_nothing_is_written(s: Seeded) -> No
         assert dump_sqlite(db) == before
     assert not (s.ws.dir / "a").exists() and os.listdir(full) == ["letter.txt"]
     assert not [p for p in s.ws.dir.iterdir() if p.name.startswith(".sar-")]
+
+
+def test_a_post_that_names_the_child_without_featuring_them_is_in_their_pack(workspace: Workspace) -> None:
+    s = seed(workspace)
+    fast(workspace)
+    workspace.ok(
+        "consent", "grant", s.oliver, "--platform", "facebook", "--scope", "name", "--evidence", "SMA-2", actor="DFO"
+    )
+    pid = _post(s, "Well done Olly in the choir", ("stmarys-facebook",), 50, f"{s.amelia}:image")
+    go_live(workspace, pid)
+    workspace.ok("sar", "export", s.oliver, "--out", str(workspace.dir / "pack"))
+    doc = json.loads((workspace.dir / "pack" / "sar.json").read_text(encoding="utf-8"))
+    post = next(p for p in doc["posts"] if p["id"] == pid)
+    assert post["featured_as"] == ["name"]
+    assert any(e["kind"] == "post_published" for e in doc["log"]["entries"])

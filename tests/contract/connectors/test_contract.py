@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -48,6 +49,15 @@ def test_find_recent_finds_a_published_post_and_nothing_for_an_unpublished_one(c
     ref = case.connector.publish(post)
     assert case.connector.find_recent(post) == ref
     assert case.connector.find_recent(post_for(case.platform)) is None
+
+
+def test_find_recent_ignores_posts_already_recorded_and_posts_made_before_the_call(case: Case) -> None:
+    post = post_for(case.platform, text="School closes at 1pm today")
+    started = datetime.now(UTC)
+    ref = case.connector.publish(post)
+    assert case.connector.find_recent(post, since=started) == ref
+    assert case.connector.find_recent(post, since=started, exclude={ref.platform_id}) is None
+    assert case.connector.find_recent(post, since=started + timedelta(minutes=10)) is None
 
 
 def test_find_recent_is_none_after_delete(case: Case) -> None:

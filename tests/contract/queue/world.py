@@ -33,6 +33,7 @@ FAST = {
     "reconcile_attempts": 30,
     "dispatch_seconds": 0.2,
     "reconcile_seconds": 0.5,
+    "settle_seconds": 0.3,
 }
 
 

@@ -1,0 +1,166 @@
+"""Paths found in review that could publish twice, publish after a takedown, or leave a
+takedown undone: each tried through the real connectors and the emulators."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from publisher.connectors import ConnectorSettings
+from publisher.daemon import Daemon
+from publisher.errors import PublisherError
+from publisher.platforms import Platforms
+from publisher.queue.settings import QueueSettings
+from publisher.queue.worker import Publisher
+from publisher.sandbox import Sandbox
+from publisher.takedown import open_takedowns, process_pending_takedowns, request_takedown
+from tests.contract.queue.world import World, build_world, deliveries, log_bodies
+
+CS = ConnectorSettings(timeout=3.0, instagram_pause=0.0, instagram_request_delay=0.0)
+
+
+@contextmanager
+def running(base: Path, **daemon: float) -> Iterator[tuple[World, Sandbox, Platforms]]:
+    w = build_world(base, daemon=daemon or None)
+    try:
+        with (
+            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
+            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
+        ):
+            yield w, sb, p
+    finally:
+        w.svc.close()
+
+
+def drain(w: World, p: Platforms, timeout: float = 20) -> None:
+    with Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:
+        d.drain(until=w.svc.now(), timeout=timeout)
+
+
+def test_two_posts_with_the_same_text_are_never_taken_for_each_other(tmp_path: Path) -> None:
+    with running(tmp_path) as (w, sb, p):
+        fb = p.sandbox_account_id("stmarys-facebook")
+        first = w.post(text="Reminder: school closes at 1pm today", accounts=["stmarys-facebook"])
+        time.sleep(1.1)
+        drain(w, p)
+        second = w.post(text="Reminder: school closes at 1pm today", accounts=["stmarys-facebook"])
+        time.sleep(1.1)
+        sb.inject("facebook", "photos", "500", times=1)  # not created; the outcome is unknown to us
+        drain(w, p)
+        rows = {r.post_id: r for r in deliveries(w.svc)}
+        assert rows[first].status == rows[second].status == "live"
+        assert rows[first].platform_id != rows[second].platform_id
+        assert sb.created_count("facebook", fb) == 2
+        assert {str(x["id"]) for x in sb.live("facebook", fb)} == {rows[first].platform_id, rows[second].platform_id}
+
+
+def test_a_takedown_requested_while_the_outcome_is_unknown_cancels_it(tmp_path: Path) -> None:
+    with running(tmp_path, reconcile_attempts=30, backoff_base=2.0, backoff_max=2.0) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        pid = w.post(text="Trip photos", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        sb.inject("x", "create", "500", times=1)  # not created; we cannot know
+        sb.inject("x", "user_tweets", "500", times=1)  # and the look-up cannot say yet
+        with Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:
+            d.drain(None, timeout=5)
+        assert [r.status for r in deliveries(w.svc)] == ["reconcile"]
+        req = request_takedown(w.svc, pid, "parent asked", "Mrs Jones")
+        process_pending_takedowns(w.svc, p, w.svc.now(), only=req.queued)
+        time.sleep(2.2)
+        drain(w, p)
+        assert [r.status for r in deliveries(w.svc)] == ["cancelled"]
+        assert sb.live("x", xid) == [] and sb.created_count("x", xid) == 0
+        assert log_bodies(w.svc, "post_published") == []
+
+
+def test_the_daemon_finishes_a_takedown_the_platform_refused_for_a_while(tmp_path: Path) -> None:
+    with running(tmp_path) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        pid = w.post(text="Sports day", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        drain(w, p)
+        assert len(sb.live("x", xid)) == 1
+        sb.inject("x", "delete", "503", times=1)
+        req = request_takedown(w.svc, pid, "parent asked", "Mrs Jones")
+        attempts = process_pending_takedowns(w.svc, p, w.svc.now(), only=req.queued)
+        assert [a.outcome for a in attempts] == ["pending"]
+        assert len(sb.live("x", xid)) == 1
+        with Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:
+            deadline = time.monotonic() + 120
+            while open_takedowns(w.svc) and time.monotonic() < deadline:
+                d.takedowns()  # what the daemon's takedown job runs every few seconds
+                time.sleep(0.5)
+        assert open_takedowns(w.svc) == []
+        assert sb.live("x", xid) == []
+        assert [r.status for r in deliveries(w.svc)] == ["taken_down"]
+        assert len(log_bodies(w.svc, "taken_down")) == 1
+
+
+def test_a_publish_that_could_not_be_recorded_is_looked_up_not_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = Publisher._record_live
+    failures = []
+
+    def record_fails_once(self: Publisher, claim: object, ref: object, *, reconciled: bool) -> object:
+        if not reconciled and not failures:
+            failures.append(claim)
+            raise RuntimeError("database is locked")  # the platform took the post; the store did not
+        return original(self, claim, ref, reconciled=reconciled)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Publisher, "_record_live", record_fails_once)
+    with running(tmp_path) as (w, sb, p):
+        fb = p.sandbox_account_id("stmarys-facebook")
+        for i in range(3):
+            w.post(text=f"News item {i}", accounts=["stmarys-facebook"])
+        time.sleep(1.1)
+        drain(w, p)
+        assert failures, "the failure was not injected"
+        assert [r.status for r in deliveries(w.svc)] == ["live"] * 3
+        assert sb.created_count("facebook", fb) == 3
+        assert len(log_bodies(w.svc, "post_published")) == 3
+
+
+def test_an_unconfirmed_delivery_is_settled_by_a_person(tmp_path: Path) -> None:
+    from publisher.queue.resolve import resolve
+
+    with running(tmp_path, reconcile_attempts=1) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        w.post(text="Concert tonight", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        sb.inject("x", "create", "accept_drop", times=1)  # posted, but the answer never came
+        sb.inject("x", "user_tweets", "500", times=10)  # and the look-up cannot say
+        drain(w, p, timeout=10)
+        [row] = deliveries(w.svc)
+        assert row.status == "unconfirmed"
+        sb.clear_faults()
+        drain(w, p, timeout=3)
+        assert [r.status for r in deliveries(w.svc)] == ["unconfirmed"]  # never re-published on its own
+        assert sb.created_count("x", xid) == 1
+        with pytest.raises(PublisherError, match="not a live post"):
+            resolve(w.svc, p, row.id, "1234")
+        live_id = str(sb.live("x", xid)[0]["id"])
+        assert resolve(w.svc, p, row.id, live_id) == "live"
+        [row] = deliveries(w.svc)
+        assert row.status == "live" and row.platform_id == live_id
+        assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [True]
+
+
+def test_unreadable_credentials_fail_the_delivery_and_flag_the_account(tmp_path: Path) -> None:
+    from publisher.queue.status import queue_status
+
+    with running(tmp_path) as (w, sb, p):
+        p.sandbox_account_id("stmarys-x")
+        w.svc.vault().set("account/stmarys-x", b"this is not a credentials object")
+        w.post(text="Assembly", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        with Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as fresh:
+            drain(w, fresh, timeout=5)
+        assert [r.status for r in deliveries(w.svc)] == ["failed"]
+        status = queue_status(w.svc)
+        assert [a["account"] for a in status["accounts_needing_attention"]] == ["stmarys-x"]
+        assert "this is not a credentials object" not in str(status)
