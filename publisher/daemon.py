@@ -183,9 +183,15 @@ class Daemon:
 
     # -- jobs ----------------------------------------------------------------------------------
     def dispatch(self) -> int:
-        """Give every idle account with due work to the pool; returns how many were started."""
-        if self._dirty:
-            self.checkpoint()
+        """Give every idle account with due work to the pool; returns how many were started.
+        A checkpoint of what was published since the last one follows."""
+        try:
+            return self._dispatch()
+        finally:
+            if self._dirty:
+                self.checkpoint()
+
+    def _dispatch(self) -> int:
         if self.stopping.is_set() or self._paused():
             return 0
         now = self.service.now()
@@ -205,19 +211,42 @@ class Daemon:
             return repo.control(s, "paused") == "yes"
 
     def _account_loop(self, account: str) -> None:
-        """Publish one account's due deliveries in order until none is due (or stopping)."""
+        """One worker: publish an account's due deliveries in order, then move straight on to the
+        next account with due work (a slot never idles until the next dispatch tick)."""
+        current: str | None = account
         try:
-            while not self.stopping.is_set():
-                claims = self.queue.claim(self.service.now(), account, BATCH)
-                if not claims:
-                    return
-                if not self._run_claims(account, claims):
-                    return
+            while current is not None and not self.stopping.is_set():
+                self._work_account(current)
+                current = self._switch(current)
         except Exception:
-            log.exception("account task failed", extra={"event": "task_error", "account": account})
+            log.exception("account task failed", extra={"event": "task_error", "account": current})
         finally:
+            if current is not None:
+                with self._lock:
+                    self._busy.pop(current, None)
+
+    def _work_account(self, account: str) -> None:
+        while not self.stopping.is_set():
+            claims = self.queue.claim(self.service.now(), account, BATCH)
+            if not claims or not self._run_claims(account, claims):
+                return
+
+    def _switch(self, done: str) -> str | None:
+        """Hand this worker from `done` to another idle account with due work, or to none."""
+        now = self.service.now()
+        nxt: list[str] = []
+        if not self.stopping.is_set() and not self._paused():
             with self._lock:
-                self._busy.pop(account, None)
+                self._held = {a: t for a, t in self._held.items() if t > now}
+                skip = set(self._busy) | set(self._held)
+            nxt = self.queue.due_accounts(now, skip)
+        with self._lock:
+            future = self._busy.pop(done, None)
+            for account in nxt:
+                if future is not None and account not in self._busy and account not in self._held:
+                    self._busy[account] = future
+                    return account
+        return None
 
     def _run_claims(self, account: str, claims: list[q.Claim]) -> bool:
         for i, claim in enumerate(claims):

@@ -58,6 +58,12 @@ if TYPE_CHECKING:
     from publisher.takedown import Requested
 
 Now = Callable[[], datetime]
+# Log entry kinds that change what the gate decides for deliveries already queued.
+GATE_KINDS = frozenset({
+    kinds.CONSENT_GRANTED, kinds.CONSENT_WITHDRAWN, kinds.SUBJECT_NEVER_PUBLISH, kinds.APPROVER_CERTIFIED,
+    kinds.APPROVER_REVOKED, kinds.POST_CANCELLED, kinds.PUBLISHING_PAUSED, kinds.PUBLISHING_RESUMED,
+    kinds.SUBJECT_ERASED, kinds.TAKEDOWN_REQUESTED,
+})  # fmt: skip
 
 
 def _system_now() -> datetime:
@@ -146,7 +152,10 @@ class Service:
         body: Mapping[str, object],
         personal: Mapping[str, Mapping[str, object]] | None = None,
     ) -> None:
-        """Append a log entry in the session's transaction; personal fields are sealed per subject."""
+        """Append a log entry in the session's transaction; personal fields are sealed per subject.
+        A change the gate depends on also bumps the register version (see repo.register_version)."""
+        if kind in GATE_KINDS:
+            repo.bump_register_version(s, self.now(), self.actor)
         self.audit.record(s.connection(), kind, body, personal)
 
     def sync_config(self) -> None:
@@ -159,6 +168,8 @@ class Service:
                 elif row.name != sc.name:
                     row.name = sc.name
             s.flush()
+            if s.get(m.ControlRow, repo.REGISTER_VERSION) is None:  # exists before any change races to make it
+                s.add(m.ControlRow(key=repo.REGISTER_VERSION, value="0", changed_at=self.now(), changed_by="setup"))
             for ac in self.config.accounts:
                 arow = s.get(m.AccountRow, ac.name)
                 if arow is None:

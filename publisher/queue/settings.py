@@ -13,9 +13,10 @@ Every key is optional; the defaults suit the embedded deployment.
     timeout = 30.0              # every HTTP call to a platform
     instagram_pause = 3.0
     instagram_request_delay = 1.0
-    dispatch_seconds = 1.0
+    dispatch_seconds = 0.25      # how often newly due deliveries are looked for
     reconcile_seconds = 15.0
     checkpoint_minutes = 10.0
+    settle_seconds = 10.0       # a look-up that finds nothing is repeated after this before "absent"
     sandbox_port = 0            # use standing emulators ('publisher sandbox serve') on this port
 """
 
@@ -41,7 +42,7 @@ class QueueSettings:
     timeout: float = 30.0
     instagram_pause: float = 3.0
     instagram_request_delay: float = 1.0
-    dispatch_seconds: float = 1.0
+    dispatch_seconds: float = 0.25
     reconcile_seconds: float = 15.0
     checkpoint_minutes: float = 10.0
     settle_seconds: float = 10.0  # a look-up that finds nothing is repeated after this before "absent"

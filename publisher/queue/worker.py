@@ -22,7 +22,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,17 @@ class Outcome:
     def in_doubt(self) -> bool:
         """The account has a delivery that may be live: publish nothing more there for now."""
         return self.state in ("lookup_retry", "lookup_rate_limited")
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What the gate and the budget decided for one queued delivery."""
+
+    action: str  # publish | block | paused | budget | cancel
+    findings: list[Finding] = field(default_factory=list)
+    until: datetime | None = None
+    rendered: RenderedPost | None = None
+    platform: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,35 +141,69 @@ class Publisher:
         return Outcome(q.FAILED)
 
     def _begin(self, claim: q.Claim) -> _Intent | Outcome:
-        """Transaction 1: gate, budget and intent; or the reason there is nothing to do."""
-        svc, now = self.service, self.service.now()
-        with db.transaction(svc.engine) as s:
+        """Judge the delivery, then commit the intent (or why there is nothing to do).
+
+        The judging (gate, budget, the exact bytes) runs in a read-only transaction, so on SQLite
+        publishers do not queue behind one another's gate; the intent is then committed only if
+        nothing the gate depends on changed meanwhile (the register version). If the register
+        keeps changing, judging and intent share one write transaction instead.
+        """
+        for _ in range(3):
+            with db.reading(self.service.engine) as s:
+                row = s.get(m.DeliveryRow, claim.delivery_id)
+                if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
+                    return Outcome("lost")
+                version = repo.register_version(s)
+                decision = self._decide(s, row)
+            with db.transaction(self.service.engine) as s:
+                row = self.queue.lock(s, claim.delivery_id)
+                if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
+                    return Outcome("lost")
+                if repo.register_version(s, lock=True) == version:
+                    return self._apply(s, row, claim, decision)
+        with db.transaction(self.service.engine) as s:
             row = self.queue.lock(s, claim.delivery_id)
-            if row is None or row.status != q.QUEUED or not self.queue.owns(row, now):
+            if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
                 return Outcome("lost")
-            if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
-                self.queue.finish(row, q.CANCELLED, "a takedown was requested before it went out")
-                return Outcome(q.CANCELLED)
-            findings = self._gate(s, row)
-            blocking = gate.blocking(findings)
-            if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
-                self.queue.retry(row, now + PAUSE_RECHECK, "publishing is paused")
-                return Outcome("paused")
-            if blocking:
-                self._block(s, row, blocking)
-                return Outcome(q.BLOCKED)
-            wait = self._budget_wait(s, row, now)
-            if wait is not None:
-                self.queue.retry(row, wait, "waiting for the account's daily posting budget")
-                self._note(claim, "budget_wait", until=wait.isoformat())
-                return Outcome("budget", hold_until=wait)
-            rendered = self._render(s, row)
-            if isinstance(rendered, Finding):
-                self._block(s, row, [rendered])
-                return Outcome(q.BLOCKED)
-            self.queue.mark_in_flight(row, now)
-            platform = s.get(m.AccountRow, row.account)
-            intent = _Intent(rendered, row.attempts, platform.platform if platform else "")
+            return self._apply(s, row, claim, self._decide(s, row))
+
+    def _decide(self, s: Session, row: m.DeliveryRow) -> _Decision:
+        """What to do with a queued delivery now (reads only)."""
+        now = self.service.now()
+        if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
+            return _Decision("cancel")
+        blocking = gate.blocking(self._gate(s, row))
+        if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
+            return _Decision("paused", until=now + PAUSE_RECHECK)
+        if blocking:
+            return _Decision("block", findings=blocking)
+        wait = self._budget_wait(s, row, now)
+        if wait is not None:
+            return _Decision("budget", until=wait)
+        rendered = self._render(s, row)
+        if isinstance(rendered, Finding):
+            return _Decision("block", findings=[rendered])
+        account = s.get(m.AccountRow, row.account)
+        return _Decision("publish", rendered=rendered, platform=account.platform if account else "")
+
+    def _apply(self, s: Session, row: m.DeliveryRow, claim: q.Claim, d: _Decision) -> _Intent | Outcome:
+        """Write what was decided, inside the caller's write transaction."""
+        if d.action == "cancel":
+            self.queue.finish(row, q.CANCELLED, "a takedown was requested before it went out")
+            return Outcome(q.CANCELLED)
+        if d.action == "paused" and d.until is not None:
+            self.queue.retry(row, d.until, "publishing is paused")
+            return Outcome("paused")
+        if d.action == "block":
+            self._block(s, row, d.findings)
+            return Outcome(q.BLOCKED)
+        if d.action == "budget" and d.until is not None:
+            self.queue.retry(row, d.until, "waiting for the account's daily posting budget")
+            self._note(claim, "budget_wait", until=d.until.isoformat())
+            return Outcome("budget", hold_until=d.until)
+        assert d.rendered is not None
+        self.queue.mark_in_flight(row, self.service.now())
+        intent = _Intent(d.rendered, row.attempts, d.platform)
         self._note(claim, "publish_started", attempt=intent.attempts)
         return intent
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from publisher.errors import StoreUnavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_READING = "publisher_reading"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -30,8 +31,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _begin_immediate(conn: Any) -> None:
     # Take the write lock at the start: a read transaction that later writes can otherwise
-    # fail at once with SQLITE_BUSY instead of waiting its turn.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # fail at once with SQLITE_BUSY instead of waiting its turn. `reading()` opts out.
+    conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READING) else "BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -86,5 +87,14 @@ def is_initialised(engine: Engine) -> bool:
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: everything commits together or nothing does."""
     factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """A unit of work that only reads: on SQLite it does not take the write lock, so readers
+    (the gate, status) never queue behind writers or each other. Writing in it is a bug."""
+    factory = sessionmaker(engine.execution_options(**{_READING: True}), expire_on_commit=False)
     with factory() as session, session.begin():
         yield session

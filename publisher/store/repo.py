@@ -186,3 +186,26 @@ def set_control(s: Session, key: str, value: str, at: datetime, actor: str) -> N
 def media_file(media_dir: Path, row: m.MediaRow) -> Path:
     ext = "jpg" if row.mime == "image/jpeg" else "png"
     return media_dir / row.sha256[:2] / f"{row.sha256}.{ext}"
+
+
+REGISTER_VERSION = "register_version"
+
+
+def register_version(s: Session, lock: bool = False) -> int:
+    """A counter bumped by every change the gate depends on (consent, never-publish, revocation,
+    cancellation, pause, erasure, takedown). A publisher that judged a delivery at version N
+    commits its intent only if the version is still N. `lock`: hold the row (PostgreSQL:
+    FOR SHARE) so a change cannot commit between the check and the intent."""
+    q = select(m.ControlRow.value).where(m.ControlRow.key == REGISTER_VERSION)
+    if lock:
+        q = q.with_for_update(read=True)
+    value = s.scalar(q)
+    return int(value) if value else 0
+
+
+def bump_register_version(s: Session, at: datetime, actor: str) -> None:
+    row = s.get(m.ControlRow, REGISTER_VERSION, with_for_update=True)
+    if row is None:
+        s.add(m.ControlRow(key=REGISTER_VERSION, value="1", changed_at=at, changed_by=actor))
+    else:
+        row.value, row.changed_at, row.changed_by = str(int(row.value or 0) + 1), at, actor

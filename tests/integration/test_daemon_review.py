@@ -164,3 +164,33 @@ def test_unreadable_credentials_fail_the_delivery_and_flag_the_account(tmp_path:
         status = queue_status(w.svc)
         assert [a["account"] for a in status["accounts_needing_attention"]] == ["stmarys-x"]
         assert "this is not a credentials object" not in str(status)
+
+
+def test_consent_withdrawn_while_the_gate_was_judging_is_honoured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate judges in a read-only transaction; a withdrawal that commits before the intent
+    changes the register version, so the delivery is judged again and blocked."""
+    from publisher.domain.limits import Platform
+    from publisher.domain.model import Scope
+
+    original = Publisher._decide
+    raced: list[str] = []
+
+    def withdraw_right_after_judging(self: Publisher, s: object, row: object) -> object:
+        decision = original(self, s, row)  # type: ignore[arg-type]
+        if not raced:
+            raced.append("x")
+            w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
+        return decision
+
+    monkeypatch.setattr(Publisher, "_decide", withdraw_right_after_judging)
+    with running(tmp_path) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        w.post(text="Sports day", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        drain(w, p)
+        assert raced
+        assert [r.status for r in deliveries(w.svc)] == ["blocked"]
+        assert sb.created_count("x", xid) == 0
+        assert [b["codes"] for b in log_bodies(w.svc, "publish_blocked")] == [["CONSENT_WITHDRAWN"]]
