@@ -20,7 +20,7 @@ from publisher.domain.canonical import CanonicalError
 from publisher.errors import InvalidInput, LedgerError, LogIntegrityError
 from publisher.ledger import canonical, log, merkle
 from publisher.ledger.log import Ledger, install, verify_entry_proof
-from publisher.ledger.note import NoteSigner
+from publisher.ledger.note import Checkpoint, NoteSigner, open_note
 
 SIGNER = NoteSigner("trust.example/social-audit/v1", Ed25519PrivateKey.generate())
 
@@ -245,18 +245,42 @@ def test_altered_stored_checkpoint_is_detected(engine: Engine) -> None:
 @pytest.mark.parametrize("fresh", [True, False])
 def test_checkpoint_refuses_to_sign_inconsistent_history(engine: Engine, fresh: bool) -> None:
     ledger = _built(engine, 8)
+    with engine.connect() as conn:
+        true_leaves = [bytes(r[0]) for r in conn.execute(text("SELECT leaf_hash FROM log_entries ORDER BY seq"))]
     with engine.begin() as conn:
         _drop_guards(conn)
         kind, body, _, ts = _row(conn, 2)
         forged = body.replace(b"post:2", b"post:9")
         _put(conn, 2, kind, forged, merkle.leaf_hash(forged), ts)  # a careful forger
     signer_side = Ledger(engine, SIGNER) if fresh else ledger
+    if fresh:  # a process that only has the stored leaves proves consistency from them, and refuses
+        with engine.begin() as conn:
+            _fill(signer_side, conn, 3, start=8)
+            with pytest.raises(LogIntegrityError, match="refusing to sign"):
+                signer_side.checkpoint(conn)
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT max(size) FROM log_checkpoints")).scalar_one() == 8
+        return
+    # The process that signed size 8 extends the tree it signed (reading only the new leaves):
+    # what it signs is consistent with checkpoint 8 by construction, not the forged row...
     with engine.begin() as conn:
         _fill(signer_side, conn, 3, start=8)
-        with pytest.raises(LogIntegrityError, match="refusing to sign"):
-            signer_side.checkpoint(conn)
+        note = signer_side.checkpoint(conn)
     with engine.begin() as conn:
-        assert conn.execute(text("SELECT max(size) FROM log_checkpoints")).scalar_one() == 8
+        old_note = conn.execute(text("SELECT note FROM log_checkpoints WHERE size = 8")).scalar_one()
+    old_cp = Checkpoint.parse(open_note(old_note, [SIGNER.verifier]))
+    new_cp = Checkpoint.parse(open_note(note, [SIGNER.verifier]))
+    with engine.connect() as conn:
+        added = [
+            bytes(r[0]) for r in conn.execute(text("SELECT leaf_hash FROM log_entries WHERE seq >= 8 ORDER BY seq"))
+        ]
+    leaves = true_leaves + added
+    proof = merkle.consistency_proof(8, leaves)
+    merkle.verify_consistency(8, 11, proof, old_cp.root_hash, new_cp.root_hash)
+    # ...and the forged row is named by verify.
+    with engine.begin() as conn, pytest.raises(LogIntegrityError) as caught:
+        Ledger(engine, SIGNER).verify(conn)
+    assert caught.value.seq is not None and caught.value.seq <= 2  # the first range that no longer matches
 
 
 # ---------------------------------------------------------------- database guards
