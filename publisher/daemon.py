@@ -15,8 +15,8 @@ import logging
 import os
 import secrets
 import signal
-import sys
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
