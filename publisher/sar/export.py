@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from publisher.errors import InvalidInput, UsageError
 from publisher.ledger import log as kinds
-from publisher.ledger.note import Checkpoint, split_note
+from publisher.ledger.note import Checkpoint, NoteSigner, split_note
 from publisher.sar import collect, render
 from publisher.sar.models import SarRequestRow
 from publisher.sar.requests import resolve_subject
@@ -113,8 +113,11 @@ def _fill(service: Service, tmp: Path, got: collect.Gathered, proofs: dict[int, 
     _write(tmp / "index.html", render.render(got.doc).encode("utf-8"))
 
 
-def _gather(service: Service, subject_id: str) -> tuple[collect.Gathered, dict[int, str], str]:
+def _gather(service: Service, subject_id: str, signer: NoteSigner) -> tuple[collect.Gathered, dict[int, str], str]:
+    """Sign a checkpoint for this answer and gather against it in one transaction, so no entry
+    appended meanwhile can fall outside the checkpoint the proofs are made for."""
     with db.transaction(service.engine) as s:
+        service.audit.ledger.checkpoint(s.connection(), signer)
         row = resolve_subject(s, subject_id)
         got = collect.gather(service, s, row)
         conn = s.connection()
@@ -130,10 +133,7 @@ def export(service: Service, subject: str, out: Path) -> Exported:
     out = _check_out(out)
     with db.transaction(service.engine) as s:
         subject_id = resolve_subject(s, subject).id
-    signer = service.log_signer()
-    with db.transaction(service.engine) as s:
-        service.audit.ledger.checkpoint(s.connection(), signer)
-    got, proofs, note = _gather(service, subject_id)
+    got, proofs, note = _gather(service, subject_id, service.log_signer())
     tmp = Path(tempfile.mkdtemp(prefix=".sar-", dir=out.parent))
     try:
         _fill(service, tmp, got, proofs, note)
