@@ -479,6 +479,20 @@ def wait_settled(ws: Workspace, timeout: float, proc: subprocess.Popen[bytes] | 
     return False
 
 
+def run_until_settled(
+    ws: Workspace, sb: SandboxProc, timeout: float
+) -> tuple[bool, int, dict[str, int], list[tuple[datetime, datetime]], int]:
+    """Run `publisher run` until nothing is left to do (or `timeout`), stop it; returns whether it
+    settled, its exit code, the outcomes (see `outcomes`) and how many posts the emulators made."""
+    proc = start_daemon(ws)
+    try:
+        settled = wait_settled(ws, timeout, proc)
+    finally:
+        code = stop_daemon(proc)
+    counts, times = outcomes(ws)
+    return settled, code, counts, times, sb.created()
+
+
 def outcomes(ws: Workspace) -> tuple[dict[str, int], list[tuple[datetime, datetime]]]:
     """Deliveries by status, and (due, published_at) of each live one."""
     from sqlalchemy import select

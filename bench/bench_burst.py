@@ -53,13 +53,7 @@ def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, p
             seed_s = time.perf_counter() - t
             c.shift_due(ws, datetime.now(UTC) + timedelta(seconds=LEAD_S) - plan[0][1])
             due = _common_due(ws)
-            proc = c.start_daemon(ws)
-            try:
-                settled = c.wait_settled(ws, 60 + n * 0.1, proc)
-            finally:
-                code = c.stop_daemon(proc)
-            counts, times = c.outcomes(ws)
-            created = sb.created()
+            settled, code, counts, times, created = c.run_until_settled(ws, sb, 60 + n * 0.1)
         finally:
             ws.close()
     last = max(p for _, p in times) if times else due

@@ -43,13 +43,9 @@ def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, l
             sb.latency(latency)
             due = datetime.now(UTC) + timedelta(seconds=LEAD_S)
             c.shift_due(ws, due - plan[0][1])
-            proc = c.start_daemon(ws)
-            try:
-                settled = c.wait_settled(ws, LEAD_S + 60 + n * latency * 12 / workers, proc)
-            finally:
-                code = c.stop_daemon(proc)
-            counts, times = c.outcomes(ws)
-            created = sb.created()
+            settled, code, counts, times, created = c.run_until_settled(
+                ws, sb, LEAD_S + 60 + n * latency * 12 / workers
+            )
         finally:
             ws.close()
     last = max((p for _, p in times), default=due)

@@ -42,13 +42,7 @@ def project(base: Path, n: int, rate: float, accounts: list[tuple[str, str]], wo
             plan = _plan(n, rate, accounts)
             c.seed(ws, plan)
             c.shift_due(ws, datetime.now(UTC) + timedelta(seconds=LEAD_S) - plan[0][1])
-            proc = c.start_daemon(ws)
-            try:
-                settled = c.wait_settled(ws, LEAD_S + n / rate + 120, proc)
-            finally:
-                code = c.stop_daemon(proc)
-            counts, times = c.outcomes(ws)
-            created = sb.created()
+            settled, code, counts, times, created = c.run_until_settled(ws, sb, LEAD_S + n / rate + 120)
         finally:
             ws.close()
     lates = [(p - d).total_seconds() for d, p in times]

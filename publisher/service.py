@@ -555,8 +555,12 @@ class Service:
             self.record(s, kinds.POST_CANCELLED, {"post": post_id, "actor": self.actor})
 
     # -- screening and approval ----------------------------------------------------------
-    def media_refs(self, s: Session, post_id: str) -> tuple[MediaRef, ...]:
-        """The post's media as they are on disk now: hash and metadata recomputed from the bytes."""
+    def media_refs(
+        self, s: Session, post_id: str, read: dict[str, tuple[bytes, str]] | None = None
+    ) -> tuple[MediaRef, ...]:
+        """The post's media as they are on disk now: hash and metadata recomputed from the bytes.
+        `read` collects what was read (approved sha256 -> bytes, their actual sha256), so the
+        publisher uploads exactly the bytes the gate judged, without reading them again."""
         out = []
         for row in repo.post_media(s, post_id):
             path = repo.media_file(self.config.media_dir, row)
@@ -565,6 +569,8 @@ class Service:
             except OSError:
                 data = b""
             sha = hashlib.sha256(data).hexdigest()
+            if read is not None:
+                read[row.sha256] = (data, sha)
             try:
                 clean = not mediamod.metadata_blocks(data)
             except Exception:  # unreadable bytes: the hash already differs from the approval
@@ -583,10 +589,15 @@ class Service:
         return tuple(out)
 
     def gate_inputs(
-        self, s: Session, post_id: str, stage: gate.Stage, token: str | None = None
+        self,
+        s: Session,
+        post_id: str,
+        stage: gate.Stage,
+        token: str | None = None,
+        read: dict[str, tuple[bytes, str]] | None = None,
     ) -> list[gate.GateInput]:
         row = repo.get_post(s, post_id)
-        post = repo.domain_post(s, row, self.media_refs(s, post_id))
+        post = repo.domain_post(s, row, self.media_refs(s, post_id, read))
         approval = repo.latest_approval(s, post_id)
         tok = token if token is not None else (approval.token if approval else None)
         subjects = repo.trust_subjects(s)

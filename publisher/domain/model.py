@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 from publisher.domain.limits import Platform
@@ -214,8 +214,3 @@ class Finding:
     @property
     def blocking(self) -> bool:
         return self.severity == Severity.BLOCKING
-
-
-def utc(value: datetime) -> datetime:
-    _aware(value, "time")
-    return value.astimezone(UTC)

@@ -236,12 +236,3 @@ class SqlAlchemyQueue:
         """Deliveries not yet settled that fall due by `until`."""
         with db.transaction(self.engine) as s:
             return int(s.scalar(select(func.count()).where(D.status.in_(ACTIVE), D.due_at <= until)) or 0)
-
-    def next_wake(self) -> datetime | None:
-        """The earliest time something becomes claimable."""
-        active = D.status.in_((QUEUED, RECONCILE))
-        with db.transaction(self.engine) as s:
-            due = s.scalar(select(func.min(D.due_at)).where(active, D.next_try_at.is_(None)))
-            retry = s.scalar(select(func.min(D.next_try_at)).where(active, D.next_try_at.is_not(None)))
-        times = [t for t in (due, retry) if t is not None]
-        return min(times) if times else None

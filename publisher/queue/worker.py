@@ -172,7 +172,8 @@ class Publisher:
         now = self.service.now()
         if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
             return _Decision("cancel")
-        blocking = gate.blocking(self._gate(s, row))
+        read: dict[str, tuple[bytes, str]] = {}  # the bytes the gate judged, uploaded as they are
+        blocking = gate.blocking(self._gate(s, row, read))
         if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
             return _Decision("paused", until=now + PAUSE_RECHECK)
         if blocking:
@@ -180,7 +181,7 @@ class Publisher:
         wait = self._budget_wait(s, row, now)
         if wait is not None:
             return _Decision("budget", until=wait)
-        rendered = self._render(s, row)
+        rendered = self._render(s, row, read)
         if isinstance(rendered, Finding):
             return _Decision("block", findings=[rendered])
         account = s.get(m.AccountRow, row.account)
@@ -207,8 +208,8 @@ class Publisher:
         self._note(claim, "publish_started", attempt=intent.attempts)
         return intent
 
-    def _gate(self, s: Session, row: m.DeliveryRow) -> list[Finding]:
-        for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH):
+    def _gate(self, s: Session, row: m.DeliveryRow, read: dict[str, tuple[bytes, str]] | None = None) -> list[Finding]:
+        for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH, read=read):
             if gi.account_name == row.account:
                 return gate.evaluate(gi)
         return [Finding("APPROVAL_CONTENT_MISMATCH", f"Account {row.account} is no longer a target of the post")]
@@ -222,19 +223,25 @@ class Publisher:
             return None
         return (oldest or now) + timedelta(days=1, seconds=1)
 
-    def _render(self, s: Session, row: m.DeliveryRow) -> RenderedPost | Finding:
-        """The exact approved text and image bytes of the delivery."""
+    def _render(
+        self, s: Session, row: m.DeliveryRow, read: dict[str, tuple[bytes, str]] | None = None
+    ) -> RenderedPost | Finding:
+        """The exact approved text and image bytes of the delivery (those the gate read, if given)."""
         post = repo.get_post(s, row.post_id)
         items = []
         for media in repo.post_media(s, row.post_id):
-            try:
-                data = repo.media_file(self.service.config.media_dir, media).read_bytes()
-            except OSError:
-                data = b""
-            if hashlib.sha256(data).hexdigest() != media.sha256:
+            data, sha = (read or {}).get(media.sha256) or self._read(media)
+            if sha != media.sha256:
                 return Finding("APPROVAL_CONTENT_MISMATCH", "An approved image is missing or changed on disk")
             items.append(MediaItem(data, media.mime, media.sha256, media.width, media.height))
         return RenderedPost(post.text, tuple(items), row.id)
+
+    def _read(self, media: m.MediaRow) -> tuple[bytes, str]:
+        try:
+            data = repo.media_file(self.service.config.media_dir, media).read_bytes()
+        except OSError:
+            data = b""
+        return data, hashlib.sha256(data).hexdigest()
 
     def _block(self, s: Session, row: m.DeliveryRow, findings: list[Finding]) -> None:
         """Blocked for good: the findings on the row (names replaced by subject ids, so erasure

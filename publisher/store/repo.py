@@ -43,11 +43,6 @@ def get_subject(s: Session, subject_id: str) -> m.SubjectRow:
     return row
 
 
-def school_subjects(s: Session, school: str) -> dict[str, Subject]:
-    rows = s.scalars(select(m.SubjectRow).where(m.SubjectRow.school_id == school, m.SubjectRow.erased.is_(False)))
-    return {r.id: subject(r) for r in rows}
-
-
 def trust_subjects(s: Session) -> dict[str, Subject]:
     """Every subject in the Trust's register who has not been erased (all schools)."""
     rows = s.scalars(select(m.SubjectRow).where(m.SubjectRow.erased.is_(False)))

@@ -310,3 +310,29 @@ def test_findings_name_the_child_platform_and_rule(w: World) -> None:
     w.consents = []
     messages = [f.message for f in gate.evaluate(w.inputs("stmarys-facebook")) if f.code == "CONSENT_MISSING"]
     assert messages and all("Amelia Jones" in m and "facebook" in m for m in messages)
+
+
+def test_instagram_hashtag_and_mention_limits(w: World) -> None:
+    w.post = dataclasses.replace(w.post, text="Amelia " + " ".join(f"#tag{i}" for i in range(31)))
+    w.token = w.sign()
+    assert w.codes("stmarys-instagram") == {"PLATFORM_LIMIT"}
+    w.post = dataclasses.replace(w.post, text="Amelia " + " ".join(f"#tag{i}" for i in range(30)))
+    w.token = w.sign()
+    assert w.codes("stmarys-instagram") == set()
+    w.post = dataclasses.replace(w.post, text="Amelia " + " ".join(f"@friend{i}" for i in range(21)))
+    w.token = w.sign()
+    assert w.codes("stmarys-instagram") == {"PLATFORM_LIMIT"}
+    assert w.codes("stmarys-facebook") == set()
+
+
+def test_an_image_over_the_platforms_size_limit(w: World) -> None:
+    big = dataclasses.replace(jpeg(), size=6 * 1024 * 1024)  # over X's 5 MB, under Facebook's and Instagram's
+    w.post = dataclasses.replace(w.post, media=(big,))
+    w.token = w.sign()
+    assert w.codes("stmarys-x") == {"PLATFORM_LIMIT"}
+    assert w.codes("stmarys-instagram") == set()
+
+
+def test_an_account_of_another_school(w: World) -> None:
+    w.accounts["stmarys-x"] = dataclasses.replace(w.accounts["stmarys-x"], school="stjohns")
+    assert "ACCOUNT_UNKNOWN" in w.codes("stmarys-x")
