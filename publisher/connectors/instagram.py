@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
@@ -212,7 +213,7 @@ class InstagramConnector:
 
     def _rupload(self, number: int, item: MediaItem, album: bool) -> tuple[str, int, int]:
         """Upload the exact approved bytes (instagrapi's photo_rupload, minus the re-encoding)."""
-        upload_id = str(int(time.time() * 1000) + number)
+        upload_id = new_upload_id()
         name = f"{upload_id}_0_{random.randint(1_000_000_000, 9_999_999_999)}"  # noqa: S311 - not secret
         params = {
             "retry_context": '{"num_step_auto_retry":0,"num_reupload":0,"num_step_manual_retry":0}',
@@ -246,6 +247,20 @@ class InstagramConnector:
         if response.status_code != 200:
             _raise_status(response.status_code, response, write=False, what=what, exc=None)
         return upload_id, item.width, item.height
+
+
+_upload_lock = threading.Lock()
+_last_upload_id = 0
+
+
+def new_upload_id() -> str:
+    """A millisecond timestamp, as instagrapi makes them, but never the same one twice in this
+    process: two accounts uploading in the same millisecond would otherwise share an id, and the
+    second upload would replace the first (seen as media_needs_reupload, 1 in 2,000 in a burst)."""
+    global _last_upload_id
+    with _upload_lock:
+        _last_upload_id = max(int(time.time() * 1000), _last_upload_id + 1)
+        return str(_last_upload_id)
 
 
 def _child(upload_id: str, width: int, height: int) -> dict[str, Any]:

@@ -206,6 +206,45 @@ def test_instagram_session_check_failing_on_the_platforms_side_is_not_the_accoun
     assert sandbox.created_count("instagram", creds["account_id"]) == 1
 
 
+def test_instagram_accounts_uploading_in_the_same_millisecond_do_not_share_an_upload(
+    sandbox: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two accounts upload in one millisecond, then both configure: each gets its own post."""
+    import threading
+
+    from publisher.connectors import instagram, make_connector
+    from publisher.sandbox import Sandbox
+
+    assert isinstance(sandbox, Sandbox)
+    frozen = time.time()
+    monkeypatch.setattr(instagram.time, "time", lambda: frozen)
+    both_uploaded = threading.Barrier(2, timeout=10)
+    real_rupload = instagram.InstagramConnector._rupload
+
+    def rupload_then_wait(self: object, *args: object) -> tuple[str, int, int]:
+        uploaded = real_rupload(self, *args)  # type: ignore[arg-type]
+        both_uploaded.wait()
+        return uploaded
+
+    monkeypatch.setattr(instagram.InstagramConnector, "_rupload", rupload_then_wait)
+    accounts = [sandbox.provision_account("instagram", f"same-ms-{i}") for i in range(2)]
+    errors: list[Exception] = []
+
+    def publish(creds: dict[str, str]) -> None:
+        try:
+            make_connector("instagram", creds, settings=FAST, sandbox_port=sandbox.port).publish(post_for("instagram"))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=publish, args=(c,)) for c in accounts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert [sandbox.created_count("instagram", c["account_id"]) for c in accounts] == [1, 1]
+
+
 # --- what the platforms refuse ----------------------------------------------------------------------
 
 TOO_LONG = {"x": "é" * 281, "facebook": "a" * 63_207, "instagram": "a" * 2_201}
