@@ -233,7 +233,7 @@ def test_instagram_accounts_uploading_in_the_same_millisecond_do_not_share_an_up
     def publish(creds: dict[str, str]) -> None:
         try:
             make_connector("instagram", creds, settings=FAST, sandbox_port=sandbox.port).publish(post_for("instagram"))
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=publish, args=(c,)) for c in accounts]
