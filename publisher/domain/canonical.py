@@ -55,6 +55,42 @@ def encode_versioned(body: Mapping[str, Any], version: int = SCHEMA_VERSION) -> 
 
 def _check(value: Any, path: str) -> bool:
     """Refuse what is not admitted; return whether every object key below is ASCII."""
+    try:
+        return _ascii_keys(value)
+    except _Refused:
+        return _explain(value, path)  # walk again, naming the path (only when refusing)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _ascii_keys(value: Any) -> bool:
+    """The hot path of ``_check``: no path strings built unless something is refused."""
+    if value is None or value is True or value is False or type(value) is str:
+        return True
+    if type(value) is int:
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            raise _Refused
+        return True
+    if type(value) is dict:
+        ascii_keys = True
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _Refused
+            if not _ascii_keys(item) or not key.isascii():
+                ascii_keys = False
+        return ascii_keys
+    if type(value) is list or type(value) is tuple:
+        ascii_keys = True
+        for item in value:
+            if not _ascii_keys(item):
+                ascii_keys = False
+        return ascii_keys
+    raise _Refused  # anything else (a float, a subclass, a Mapping): the slow walk decides
+
+
+def _explain(value: Any, path: str) -> bool:
     if value is None or isinstance(value, bool | str):
         return True
     if isinstance(value, int):
@@ -68,11 +104,11 @@ def _check(value: Any, path: str) -> bool:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise CanonicalError(f"non-string key {key!r} at {path}")
-            ascii_keys = _check(item, f"{path}.{key}") and ascii_keys and key.isascii()
+            ascii_keys = _explain(item, f"{path}.{key}") and ascii_keys and key.isascii()
         return ascii_keys
     if isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            ascii_keys = _check(item, f"{path}[{i}]") and ascii_keys
+            ascii_keys = _explain(item, f"{path}[{i}]") and ascii_keys
         return ascii_keys
     raise CanonicalError(f"value of type {type(value).__name__} at {path} is not JSON")
 

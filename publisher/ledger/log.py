@@ -77,9 +77,14 @@ KINDS: Final = frozenset(
 RESERVED_KEYS: Final = frozenset({"v", "seq", "kind", "ts"})
 CHECKPOINT_SUFFIX: Final = ".checkpoint"
 _BATCH = 10_000
-# Built once: SQLAlchemy memoises a statement's cache key, so the hot path compiles nothing.
-_INSERT_ENTRY: Final = insert(log_entries)
-_HEAD: Final = select(log_entries.c.seq, log_entries.c.leaf_hash).order_by(log_entries.c.seq.desc()).limit(1)
+# The append path runs on every recorded event, so it talks to the driver directly (inside the
+# caller's transaction, on the caller's connection): SQLAlchemy's per-statement machinery cost
+# more than the insert itself. Plain SQL, parameters bound by the driver.
+_HEAD_SQL: Final = "SELECT seq, leaf_hash FROM log_entries ORDER BY seq DESC LIMIT 1"
+_INSERT_SQL: Final = {
+    "sqlite": "INSERT INTO log_entries (seq, kind, body, leaf_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+    "postgresql": "INSERT INTO log_entries (seq, kind, body, leaf_hash, created_at) VALUES (%s, %s, %s, %s, %s)",
+}
 _SEAL_CONTEXT = b"trust-publisher/subject-seal/v1\x00"
 
 
@@ -374,13 +379,14 @@ class Ledger:
         self._lock(conn)
         frontier = self._current_frontier(conn)
         seq = frontier.size
-        ts = format_ts(self._now())
+        moment = self._now()
+        ts = format_ts(moment)
         raw = canonical.encode_versioned({**body, "seq": seq, "kind": kind, "ts": ts})
         leaf = merkle.leaf_hash(raw)
-        conn.execute(_INSERT_ENTRY, {"seq": seq, "kind": kind, "body": raw, "leaf_hash": leaf, "created_at": ts})
+        _driver_execute(conn, _INSERT_SQL[conn.dialect.name], (seq, kind, raw, leaf, ts))
         frontier.append(leaf)
         self._head_leaf = leaf
-        return Entry(seq, kind, parse_ts(ts), dict(body), raw, leaf)
+        return Entry(seq, kind, moment.astimezone(UTC), dict(body), raw, leaf)
 
     def head(self, conn: Connection) -> tuple[int, bytes]:
         """The current tree size and root hash (from the cached frontier)."""
@@ -392,7 +398,7 @@ class Ledger:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.log_entries'))"))
 
     def _current_frontier(self, conn: Connection) -> merkle.CompactRange:
-        row = conn.execute(_HEAD).first()
+        row = _driver_execute(conn, _HEAD_SQL, ()).fetchone()
         size, leaf = (0, None) if row is None else (row[0] + 1, bytes(row[1]))
         cached = self._frontier
         if cached is not None and cached.size == size and self._head_leaf == leaf:
@@ -722,6 +728,13 @@ class Ledger:
         """
         result = conn.execute(subject_keys.delete().where(subject_keys.c.ref == ref))
         return bool(result.rowcount)
+
+
+def _driver_execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
+    """Run one statement on the DB-API connection under ``conn`` (same transaction)."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(sql, params)
+    return cursor
 
 
 def _match_root(candidates: list[tuple[str, bytes]], frontier: merkle.CompactRange, good: int) -> int:
