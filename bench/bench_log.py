@@ -6,8 +6,10 @@ Measures, on SQLite in WAL mode with synchronous=FULL:
   * appends/s through Ledger.append at 1 and 100 entries per transaction, beside a raw
     sqlite3 executemany of the same (pre-built) rows at the same batch sizes and durability;
   * the time to verify an N-entry log (default 1,000,000; built with batched inserts of the
-    exact rows Ledger.append writes);
-  * checkpoint time, inclusion proof size, proof generation and offline verification time.
+    exact rows Ledger.append writes: entries, and a log_tiles row per 256 of them);
+  * on that log, from processes that hold nothing cached: the first checkpoint, reloading the
+    frontier (from the stored tiles), one inclusion proof; the proof's size and offline
+    verification time.
 Prints tables and writes the figures as JSON. No timed assertions.
 """
 
@@ -29,7 +31,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from publisher.ledger import canonical, log, merkle
+from publisher.ledger import canonical, log, merkle, tiles
 from publisher.ledger.log import Ledger, install, verify_entry_proof
 from publisher.ledger.note import NoteSigner
 
@@ -82,13 +84,26 @@ def ledger_rate(directory: Path, count: int, batch: int) -> float:
     return count / elapsed
 
 
+def rows_of(first: int, end: int) -> tuple[list[tuple[Any, ...]], list[tuple[int, bytes]]]:
+    """The log_entries rows [first, end) Ledger.append writes, and the log_tiles rows of the
+    tiles they finish (``first`` on a tile boundary)."""
+    rows, tile_rows, tile = [], [], []
+    for i in range(first, end):
+        raw = canonical.encode_versioned({**body(i), "seq": i, "kind": log.POST_PUBLISHED, "ts": TS})
+        leaf = merkle.leaf_hash(raw)
+        rows.append((i, log.POST_PUBLISHED, raw, leaf, TS))
+        tile.append(leaf)
+        if len(tile) == tiles.TILE_SIZE:
+            tile_rows.append((i // tiles.TILE_SIZE, merkle.root(tile)))
+            tile = []
+    return rows, tile_rows
+
+
 def raw_rate(directory: Path, count: int, batch: int) -> float:
     path = directory / f"raw-{batch}.db"
     sqlite_engine(path).dispose()  # same schema and triggers
-    rows = []
-    for i in range(count):
-        raw = canonical.encode_versioned({**body(i), "seq": i, "kind": log.POST_PUBLISHED, "ts": TS})
-        rows.append((i, log.POST_PUBLISHED, raw, merkle.leaf_hash(raw), TS))
+    rows, tile_rows = rows_of(0, count)
+    finished = {(seq + 1) * tiles.TILE_SIZE - 1: (seq, h) for seq, h in tile_rows}  # last entry -> tile
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
@@ -96,6 +111,9 @@ def raw_rate(directory: Path, count: int, batch: int) -> float:
     for first in range(0, count, batch):
         db.execute("BEGIN IMMEDIATE")
         db.executemany("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?)", rows[first : first + batch])
+        done = [finished[i] for i in range(first, min(first + batch, count)) if i in finished]
+        if done:
+            db.executemany("INSERT INTO log_tiles (seq, hash) VALUES (?, ?)", done)
         db.execute("COMMIT")
     elapsed = time.perf_counter() - start
     db.close()
@@ -138,19 +156,19 @@ def big_log(directory: Path, entries: int) -> dict[str, Any]:
 
 
 def _build(engine: Engine, ledger: Ledger, entries: int) -> None:
-    """Write the entries exactly as Ledger.append would (same canonical bodies, leaf hashes,
-    dense seq and triggers), in large executemany batches: building is not what is measured."""
+    """Write the entries and tiles exactly as Ledger.append would (same canonical bodies, leaf
+    hashes, tiles, dense seq and triggers), in large executemany batches: building is not
+    what is measured."""
     raw_conn = engine.raw_connection()
     try:
         db = raw_conn.driver_connection
         assert db is not None
-        for first in range(0, entries, 50_000):
-            rows = []
-            for i in range(first, min(first + 50_000, entries)):
-                raw = canonical.encode_versioned({**body(i), "seq": i, "kind": log.POST_PUBLISHED, "ts": TS})
-                rows.append((i, log.POST_PUBLISHED, raw, merkle.leaf_hash(raw), TS))
+        step = 256 * tiles.TILE_SIZE  # batches end on tile boundaries
+        for first in range(0, entries, step):
+            rows, tile_rows = rows_of(first, min(first + step, entries))
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO log_tiles (seq, hash) VALUES (?, ?)", tile_rows)
             db.execute("COMMIT")
     finally:
         raw_conn.close()

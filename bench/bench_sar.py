@@ -7,8 +7,8 @@ subjects, each with a pseudonym and key in subject_keys, and a log of `--entries
 which every subject is named, with sealed personal fields, in `--per-subject` entries spread
 over the whole log (the rest name nobody), plus the log_subject_index rows Audit.record writes.
 The log is built with batched raw inserts of exactly the rows Ledger.append writes (canonical
-body with seq, kind, ts and subjects; leaf hash), as bench/bench_log.py does: building is not
-timed. Measured:
+body with seq, kind, ts and subjects; leaf hash; a log_tiles row per 256 entries), as
+bench/bench_log.py does: building is not timed. Measured:
   * export: `publisher.sar.export.export` for one subject, from a fresh Service (as the
     `publisher sar export` command runs it: it signs a checkpoint first, which loads the log's
     frontier, then gathers, proves each entry and writes the pack);
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # also puts the project on sys.path
 
 from publisher import config as cfgmod
-from publisher.ledger import canonical, merkle
+from publisher.ledger import canonical, merkle, tiles
 from publisher.ledger import log as kinds
 from publisher.ledger.log import format_ts
 from publisher.service import Service
@@ -88,8 +88,9 @@ def build(db_path: Path, entries: int, subjects: int, per_subject: int) -> tuple
     db.execute("COMMIT")
     named = subjects * per_subject
     stride = max(entries // max(named, 1), 1)  # every stride-th entry names one subject
+    tile: list[bytes] = []  # the leaves of the unfinished tile
     for first in range(0, entries, 50_000):
-        rows, index = [], []
+        rows, index, tile_rows = [], [], []
         for seq in range(first, min(first + 50_000, entries)):
             body: dict[str, Any] = {
                 "post": f"P-{seq:010d}",
@@ -112,9 +113,15 @@ def build(db_path: Path, entries: int, subjects: int, per_subject: int) -> tuple
                 body["subjects"] = [{"ref": refs[who], "sealed": _seal(keys[who], refs[who], fields)}]
                 index.append((refs[who], seq))
             raw = canonical.encode_versioned({**body, "seq": seq, "kind": kinds.POST_PUBLISHED, "ts": TS})
-            rows.append((seq, kinds.POST_PUBLISHED, raw, merkle.leaf_hash(raw), TS))
+            leaf = merkle.leaf_hash(raw)
+            rows.append((seq, kinds.POST_PUBLISHED, raw, leaf, TS))
+            tile.append(leaf)
+            if len(tile) == tiles.TILE_SIZE:
+                tile_rows.append((seq // tiles.TILE_SIZE, merkle.root(tile)))
+                tile = []
         db.execute("BEGIN")
         db.executemany("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?)", rows)
+        db.executemany("INSERT INTO log_tiles (seq, hash) VALUES (?, ?)", tile_rows)
         db.executemany("INSERT INTO log_subject_index (ref, seq) VALUES (?, ?)", index)
         db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -11,6 +11,11 @@ body in clear: subjects appear as random pseudonyms and personal fields are seal
 per-subject key held in the mutable ``subject_keys`` table; deleting that key (``erase``)
 crypto-shreds them while every leaf, root and proof stays valid.
 
+``log_tiles`` keeps the hash of every 256 leaves (``publisher.ledger.tiles``) so a fresh process
+need not read the whole log. Tiles are a derived cache, never evidence: checkpoints are still
+signed only after a consistency proof against the last signed root, ``verify`` re-derives the
+log from the bodies and checks every tile, and ``prove_many`` checks each proof it makes.
+
 This module is longer than the house ~400 lines because it is the one repository of the
 ledger: the DDL, the Ledger and the subject-key helpers share the same tables and rules.
 """
@@ -36,7 +41,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from publisher.errors import InvalidInput, LedgerError, LogIntegrityError
-from publisher.ledger import canonical, merkle
+from publisher.ledger import canonical, merkle, tiles
 from publisher.ledger.note import (
     Checkpoint,
     NoteSigner,
@@ -140,7 +145,8 @@ class ProvenEntry:
 
 # --------------------------------------------------------------------------- DDL
 
-_TABLES: Final = ("log_entries", "log_checkpoints")
+_TABLES: Final = ("log_entries", "log_checkpoints", "log_tiles")
+_DENSE: Final = ("log_entries", "log_tiles")
 
 
 def _sqlite_ddl() -> list[str]:
@@ -151,11 +157,12 @@ def _sqlite_ddl() -> list[str]:
                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
             )
-    out.append(
-        "CREATE TRIGGER IF NOT EXISTS log_entries_dense_seq BEFORE INSERT ON log_entries "
-        "WHEN NEW.seq IS NOT (SELECT coalesce(max(seq) + 1, 0) FROM log_entries) "
-        "BEGIN SELECT RAISE(ABORT, 'log_entries.seq must be max(seq) + 1'); END"
-    )
+    for table in _DENSE:
+        out.append(
+            f"CREATE TRIGGER IF NOT EXISTS {table}_dense_seq BEFORE INSERT ON {table} "  # noqa: S608 (our names)
+            f"WHEN NEW.seq IS NOT (SELECT coalesce(max(seq) + 1, 0) FROM {table}) "
+            f"BEGIN SELECT RAISE(ABORT, '{table}.seq must be max(seq) + 1'); END"
+        )
     out.append(
         "CREATE TRIGGER IF NOT EXISTS log_checkpoints_grow BEFORE INSERT ON log_checkpoints "
         "WHEN NEW.size <= (SELECT coalesce(max(size), -1) FROM log_checkpoints) "
@@ -203,7 +210,11 @@ $$""",
 
 def _pg_ddl() -> list[str]:
     out = list(_PG_FUNCTIONS)
-    inserts = {"log_entries": "ledger_dense_seq", "log_checkpoints": "ledger_checkpoint_grows"}
+    inserts = {
+        "log_entries": "ledger_dense_seq",
+        "log_checkpoints": "ledger_checkpoint_grows",
+        "log_tiles": "ledger_dense_seq",
+    }
     for table in _TABLES:
         triggers = {
             f"{table}_no_change": f"BEFORE UPDATE OR DELETE ON {table} FOR EACH ROW "
@@ -298,13 +309,6 @@ def _entry_from_row(seq: int, kind: str, raw: bytes, leaf: bytes) -> Entry:
     return Entry(seq, kind, parse_ts(doc["ts"]), body, raw, leaf)
 
 
-def _tap(leaves: Iterable[bytes], frontier: merkle.CompactRange) -> Iterator[bytes]:
-    """Pass leaf hashes through, adding each to ``frontier`` on the way."""
-    for leaf in leaves:
-        frontier.append(leaf)
-        yield leaf
-
-
 def _check_row(seq: int, row: Sequence[Any]) -> None:
     """Raise LogIntegrityError unless stored row ``row`` is a sound entry ``seq``."""
     stored_seq, kind, raw, leaf, created_at = row
@@ -364,6 +368,7 @@ class Ledger:
         self.origin = origin or (verifier.name if verifier is not None else None)
         self._now = now
         self._frontier: merkle.CompactRange | None = None
+        self._tip = tiles.Tip([], 0)  # the leaves of the unfinished tile, tiles not yet stored
         self._head_leaf: bytes | None = None
         self._signed: merkle.CompactRange | None = None  # the frontier at the last checkpoint this process signed
 
@@ -385,6 +390,10 @@ class Ledger:
         leaf = merkle.leaf_hash(raw)
         _driver_execute(conn, _INSERT_SQL[conn.dialect.name], (seq, kind, raw, leaf, ts))
         frontier.append(leaf)
+        tip = self._tip
+        tip.add(leaf)
+        if tip.pending:  # a tile was finished (once per 256 appends), or tiles were missing
+            tip.flush(conn)
         self._head_leaf = leaf
         return Entry(seq, kind, moment.astimezone(UTC), dict(body), raw, leaf)
 
@@ -403,23 +412,9 @@ class Ledger:
         cached = self._frontier
         if cached is not None and cached.size == size and self._head_leaf == leaf:
             return cached
-        frontier = merkle.CompactRange()
-        frontier.extend(self._leaf_hashes(conn, size))
-        if frontier.size != size:
-            raise LogIntegrityError(frontier.size, "entry is missing")
+        frontier, self._tip = tiles.load(conn, size)  # tiles and the unfinished tile's leaves
         self._frontier, self._head_leaf = frontier, leaf
         return frontier
-
-    def _leaf_hashes(self, conn: Connection, size: int) -> Iterator[bytes]:
-        query = (
-            select(log_entries.c.leaf_hash)
-            .where(log_entries.c.seq < size)
-            .order_by(log_entries.c.seq)
-            .execution_options(yield_per=_BATCH)
-        )
-        with closing(conn.execute(query)) as result:  # a server-side cursor on PostgreSQL
-            for (leaf,) in result:
-                yield bytes(leaf)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -455,9 +450,10 @@ class Ledger:
         Never signs a tree inconsistent with the last stored checkpoint. The process that signed
         that checkpoint extends the very tree it signed with the entries appended since (reading
         only those): consistent by construction, and cheap at millions of entries. Any other
-        process proves it with an RFC 9162 consistency proof built from the stored leaves, and
-        refuses (LogIntegrityError) if the proof fails. Rows edited under a running signer are
-        not re-read here; `verify` names them.
+        process proves it with an RFC 9162 consistency proof built from the stored tiles (and
+        the leaves of at most two tiles), and refuses (LogIntegrityError) if the proof fails.
+        Rows edited under a running signer, or leaves edited under their tile, are not re-read
+        here; `verify` names them.
         """
         signer = signer or self.signer
         if signer is None:
@@ -507,15 +503,13 @@ class Ledger:
             yield bytes(leaf)
 
     def _consistent_root(self, conn: Connection, old: Checkpoint | None, size: int) -> bytes:
-        """The root over [0, size), after proving it extends ``old``; one pass over the leaves."""
-        frontier = merkle.CompactRange()
-        leaves = _tap(self._leaf_hashes(conn, size), frontier)
+        """The root over [0, size), after proving it extends ``old``; from the stored tiles and
+        the leaves of at most two tiles (the unfinished one, and the one ``old`` ends in)."""
+        tree = tiles.TreeReader(conn, size)
         proof: list[bytes] = []
         if old is not None and 0 < old.size < size:
-            proof = merkle.range_hashes(merkle.consistency_ranges(old.size, size), leaves)
-        for _ in leaves:  # the rest, for the root
-            pass
-        new_root = frontier.root()
+            proof = [tree.range_hash(lo, hi) for lo, hi in merkle.consistency_ranges(old.size, size)]
+        new_root = tree.root()
         cached = self._frontier
         if cached is not None and cached.size == size and cached.root() != new_root:
             raise LogIntegrityError(None, "the stored leaves changed under this process: refusing to sign")
@@ -545,8 +539,10 @@ class Ledger:
         is log JSON naming its own seq, kind and ts; every stored checkpoint's signature,
         and its root against the root recomputed at its size (so successive checkpoints are
         consistent); and likewise every checkpoint exported to ``against_dir``, which is
-        what exposes a truncated-and-rebuilt log. Raises LogIntegrityError naming the first
-        bad sequence number (None when only a checkpoint itself is bad).
+        what exposes a truncated-and-rebuilt log. In the same pass every stored tile is
+        compared with the hash of its 256 entries (a tile not stored yet is no error: appends
+        store it). Raises LogIntegrityError naming the first bad sequence number (a bad tile's
+        first entry; None when only a checkpoint itself is bad).
         """
         verifier, origin = self._verifier()
         stored = self._stored_checkpoints(conn)
@@ -555,10 +551,10 @@ class Ledger:
         for source, found in (("stored", stored), ("exported", exported)):
             for size, checkpoint in found.items():
                 expected.setdefault(size, []).append((source, checkpoint.root_hash))
-        frontier = merkle.CompactRange()
+        rederived = tiles.Rederived(tiles.read_tiles(conn))  # only compared with, never used
         good = 0
         if 0 in expected:
-            good = _match_root(expected[0], frontier, good)
+            good = _match_root(expected[0], rederived.frontier(), good)
         query = select(
             log_entries.c.seq, log_entries.c.kind, log_entries.c.body,
             log_entries.c.leaf_hash, log_entries.c.created_at,
@@ -567,17 +563,18 @@ class Ledger:
         with closing(conn.execute(query)) as result:
             for row in result:
                 _check_row(seq, row)
-                frontier.append(bytes(row[3]))
+                rederived.append(bytes(row[3]))
                 seq += 1
                 if seq in expected:
-                    good = _match_root(expected[seq], frontier, good)
+                    good = _match_root(expected[seq], rederived.frontier(), good)
         beyond = [s for s in expected if s > seq]
         if beyond:
             raise LogIntegrityError(
                 seq, f"the log ends at {seq} entries but a checkpoint covers {max(beyond)}: entries are missing"
             )
+        rederived.finish()
         latest = max(stored) if stored else None
-        return VerifyReport(seq, frontier.root(), len(stored), len(exported), latest)
+        return VerifyReport(seq, rederived.frontier().root(), len(stored), len(exported), latest)
 
     def _stored_checkpoints(self, conn: Connection) -> dict[int, Checkpoint]:
         rows = conn.execute(
@@ -598,7 +595,9 @@ class Ledger:
         return self.prove_many(conn, [seq])[seq]
 
     def prove_many(self, conn: Connection, seqs: Iterable[int]) -> dict[int, str]:
-        """``prove`` for several entries, reading the leaves once (for SAR packs)."""
+        """``prove`` for several entries (for SAR packs), from the stored tiles and the leaves
+        of each entry's own tile. Every proof is checked against the signed root before it is
+        returned: a wrong tile or leaf is refused (LogIntegrityError), never handed out."""
         latest = self.latest_checkpoint(conn)
         wanted = sorted(set(seqs))
         if latest is None:
@@ -607,16 +606,25 @@ class Ledger:
         late = [s for s in wanted if not 0 <= s < checkpoint.size]
         if late:
             raise LedgerError(f"entry {late[0]} is not covered by the latest checkpoint ({checkpoint.size})")
-        leaves = list(self._leaf_hashes(conn, checkpoint.size))
-        if merkle.root(leaves) != checkpoint.root_hash:
-            raise LogIntegrityError(None, f"the stored leaves do not match checkpoint {checkpoint.size}")
-        cache: dict[tuple[int, int], bytes] = {}
+        tree = tiles.TreeReader(conn, checkpoint.size)  # caches range hashes across the entries
+        if tree.root() != checkpoint.root_hash:
+            raise LogIntegrityError(
+                None,
+                f"the stored tiles and leaves do not match checkpoint {checkpoint.size}: run 'publisher log verify'",
+            )
         out: dict[int, str] = {}
         for seq in wanted:
-            path = [_cached_subtree(cache, leaves, r) for r in merkle.inclusion_ranges(seq, checkpoint.size)]
+            path = [tree.range_hash(lo, hi) for lo, hi in merkle.inclusion_ranges(seq, checkpoint.size)]
             raw = self._body(conn, seq)
-            if merkle.leaf_hash(raw) != leaves[seq]:
+            leaf = merkle.leaf_hash(raw)
+            if leaf != tree.leaf(seq):
                 raise LogIntegrityError(seq, "stored leaf hash does not match the entry body")
+            try:
+                merkle.verify_inclusion(seq, checkpoint.size, leaf, path, checkpoint.root_hash)
+            except merkle.ProofError as exc:
+                raise LogIntegrityError(
+                    seq, f"its inclusion proof does not lead to checkpoint {checkpoint.size} (a stored tile is wrong?)"
+                ) from exc
             out[seq] = TlogProof(seq, tuple(path), note, extra=raw).text()
         return out
 
@@ -746,10 +754,3 @@ def _match_root(candidates: list[tuple[str, bytes]], frontier: merkle.CompactRan
                 f"entries {good}..{frontier.size - 1} do not match the {source} checkpoint at size {frontier.size}",
             )
     return frontier.size
-
-
-def _cached_subtree(cache: dict[tuple[int, int], bytes], leaves: Sequence[bytes], bounds: tuple[int, int]) -> bytes:
-    found = cache.get(bounds)
-    if found is None:
-        found = cache[bounds] = merkle.subtree_hash(leaves, *bounds)
-    return found

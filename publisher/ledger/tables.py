@@ -1,7 +1,7 @@
 """The ledger's tables (SQLAlchemy Core), on their own MetaData.
 
-``log_entries`` and ``log_checkpoints`` are append-only: the rules are database triggers,
-see ``publisher.ledger.log.append_only_ddl``. ``subject_keys`` is deliberately mutable: it
+``log_entries``, ``log_checkpoints`` and ``log_tiles`` are append-only: the rules are database
+triggers, see ``publisher.ledger.log.append_only_ddl``. ``subject_keys`` is deliberately mutable: it
 holds the per-subject keys whose deletion crypto-shreds a subject's sealed fields.
 """
 
@@ -31,6 +31,16 @@ log_checkpoints = Table(
     Column("root_hash", LargeBinary(32), nullable=False),
     Column("note", Text, nullable=False),  # the full signed note, C2SP tlog-checkpoint
     Column("created_at", Text, nullable=False),
+)
+
+# Stored subtree hashes (see publisher.ledger.tiles): tile ``seq`` k is the RFC 9162 hash of
+# leaves [256k, 256k + 256), stored when the log reaches 256(k + 1) entries. Derived from
+# log_entries, a cache that `verify` checks and never trusts; dense ``seq`` like the log.
+log_tiles = Table(
+    "log_tiles",
+    metadata,
+    Column("seq", _Seq, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
 )
 
 subject_keys = Table(

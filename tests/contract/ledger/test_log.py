@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import base64
-import os
-import secrets
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,41 +20,6 @@ from publisher.ledger.log import Ledger, install, verify_entry_proof
 from publisher.ledger.note import Checkpoint, NoteSigner, open_note
 
 SIGNER = NoteSigner("trust.example/social-audit/v1", Ed25519PrivateKey.generate())
-
-
-def _postgres_url() -> str:
-    url = os.environ.get("PUBLISHER_TEST_DATABASE_URL")
-    if not url:
-        if os.environ.get("PUBLISHER_REQUIRE_POSTGRES") == "1":
-            pytest.fail("PUBLISHER_REQUIRE_POSTGRES=1 but PUBLISHER_TEST_DATABASE_URL is not set")
-        pytest.skip("PUBLISHER_TEST_DATABASE_URL is not set")
-    return url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = create_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-        with eng.begin() as conn:
-            install(conn)
-        yield eng
-        eng.dispose()
-        return
-    url = _postgres_url()
-    schema = "ledger_test_" + secrets.token_hex(6)
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    eng = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        with eng.begin() as conn:
-            install(conn)
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def _fill(ledger: Ledger, conn: Connection, n: int, start: int = 0) -> None:
@@ -83,9 +45,11 @@ def _drop_guards(conn: Connection) -> None:
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS log_entries_{name}")
         for name in ("no_update", "no_delete", "grow"):
             conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS log_checkpoints_{name}")
+        for name in ("no_update", "no_delete", "dense_seq"):
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS log_tiles_{name}")
     else:
-        conn.exec_driver_sql("ALTER TABLE log_entries DISABLE TRIGGER USER")
-        conn.exec_driver_sql("ALTER TABLE log_checkpoints DISABLE TRIGGER USER")
+        for table in ("log_entries", "log_checkpoints", "log_tiles"):
+            conn.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
 
 
 def _row(conn: Connection, seq: int) -> tuple[str, bytes, bytes, str]:
@@ -347,8 +311,9 @@ def test_postgres_refuses_truncate_even_in_replica_mode(engine: Engine) -> None:
 
 def test_app_role_grants_are_insert_and_select_only() -> None:
     statements = log.grant_app_role_ddl("publisher_app")
-    assert 'GRANT SELECT, INSERT ON log_entries, log_checkpoints TO "publisher_app"' in statements
-    assert not any("UPDATE" in s and "log_entries" in s for s in statements)
+    assert 'GRANT SELECT, INSERT ON log_entries, log_checkpoints, log_tiles TO "publisher_app"' in statements
+    assert 'REVOKE ALL ON log_entries, log_checkpoints, log_tiles, subject_keys FROM "publisher_app"' in statements
+    assert not any("UPDATE" in s and ("log_entries" in s or "log_tiles" in s) for s in statements)
     with pytest.raises(InvalidInput):
         log.grant_app_role_ddl("app; DROP TABLE log_entries")
 

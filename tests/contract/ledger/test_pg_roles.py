@@ -32,8 +32,10 @@ def test_the_app_role_can_append_and_read_but_never_rewrite() -> None:
             ledger = Ledger(engine)
             with engine.begin() as c:
                 c.exec_driver_sql(f'SET LOCAL ROLE "{role}"')
-                ledger.append(c, log.CONSENT_GRANTED, {"platform": "x"})
-                assert c.exec_driver_sql("SELECT count(*) FROM log_entries").scalar() == 1
+                for i in range(257):  # the 256th append stores the first tile
+                    ledger.append(c, log.CONSENT_GRANTED, {"platform": "x", "i": i})
+                assert c.exec_driver_sql("SELECT count(*) FROM log_entries").scalar() == 257
+                assert c.exec_driver_sql("SELECT count(*) FROM log_tiles").scalar() == 1
             for sql in (
                 "UPDATE log_entries SET kind = 'x'",
                 "DELETE FROM log_entries",
@@ -41,6 +43,10 @@ def test_the_app_role_can_append_and_read_but_never_rewrite() -> None:
                 "DROP TRIGGER log_entries_no_change ON log_entries",
                 "ALTER TABLE log_entries DISABLE TRIGGER ALL",
                 "UPDATE log_checkpoints SET note = ''",
+                "UPDATE log_tiles SET hash = hash",
+                "DELETE FROM log_tiles",
+                "TRUNCATE log_tiles",
+                "ALTER TABLE log_tiles DISABLE TRIGGER ALL",
             ):
                 with engine.connect() as c, c.begin():
                     c.exec_driver_sql(f'SET LOCAL ROLE "{role}"')
