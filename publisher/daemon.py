@@ -296,7 +296,7 @@ class Daemon:
         if size == signed or not (self._dirty or stale or force) or self._signer is None:
             return False
         self._dirty = False
-        with self.service.engine.begin() as conn:
+        with db.writer_lock(self.service.engine), self.service.engine.begin() as conn:
             self.service.audit.ledger.checkpoint(conn, self._signer)
         self._last_checkpoint = time.monotonic()
         log.info("checkpoint signed", extra={"event": "checkpoint", "size": size})

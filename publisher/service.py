@@ -94,6 +94,7 @@ class Service:
         self.engine = engine
         self.actor = actor
         self.now = now
+        self._register: repo.Register | None = None
 
     # -- setup ---------------------------------------------------------------------------
     @classmethod
@@ -351,6 +352,7 @@ class Service:
                     created_by=self.actor,
                 )
             )
+            repo.bump_register_version(s, self.now(), self.actor)  # the gate's name screen changed
         return sid
 
     def subjects(self) -> list[m.SubjectRow]:
@@ -600,20 +602,22 @@ class Service:
         post = repo.domain_post(s, row, self.media_refs(s, post_id, read))
         approval = repo.latest_approval(s, post_id)
         tok = token if token is not None else (approval.token if approval else None)
-        subjects = repo.trust_subjects(s)
+        register = self.register(s)
+        subjects, consents = register.subjects, list(register.consents)
         for f in post.featured:  # a featured subject must be found even if the register lost them
             if f.subject_id not in subjects:
                 srow = s.get(m.SubjectRow, f.subject_id)
                 if srow is not None and not srow.erased:
-                    subjects[srow.id] = repo.subject(srow)
+                    subjects = {**subjects, srow.id: repo.subject(srow)}
+                    consents += repo.consent_events(s, [srow.id])
         common = dict(
             post=post,
             token=tok,
-            certificates=repo.certificates(s),
-            revocations=repo.revocations(s),
+            certificates=list(register.certificates),
+            revocations=list(register.revocations),
             root_public_key=self.root_public_key(),
             subjects=subjects,
-            consents=repo.consent_events(s, list(subjects)),
+            consents=consents,
             settings=self.policy(s),
             now=self.now(),
             stage=stage,
@@ -626,6 +630,15 @@ class Service:
             account = Account(arow.name, arow.school_id, Platform(arow.platform)) if arow else None
             out.append(gate.GateInput(account_name=name, account=account, **common))  # type: ignore[arg-type]
         return out
+
+    def register(self, s: Session) -> repo.Register:
+        """The Trust's register as the gate reads it, cached while the register version stands
+        (every delivery's gate would otherwise load every subject and consent event)."""
+        version = repo.register_version(s)
+        cached = self._register
+        if cached is None or cached.version != version:
+            cached = self._register = repo.load_register(s, version)
+        return cached
 
     def policy(self, s: Session) -> PolicySettings:
         return PolicySettings(
@@ -763,7 +776,7 @@ class Service:
                 "caption": post.text,
                 "scopes": sorted(sc.value for sc in f.scopes),
             }
-        for subject in gate.named_subjects(post.text, repo.trust_subjects(s)):
+        for subject in gate.named_subjects(post.text, self.register(s).subjects):
             out.setdefault(subject.id, {"name": subject.display_name, "caption": post.text, "scopes": ["named"]})
         return out
 

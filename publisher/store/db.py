@@ -3,8 +3,10 @@ PostgreSQL by URL."""
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +85,29 @@ def is_initialised(engine: Engine) -> bool:
         ) from None
 
 
+_writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_writers_guard = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> threading.RLock | nullcontext[None]:
+    """SQLite has one writer at a time. Threads of this process take turns on a Python lock,
+    held from BEGIN IMMEDIATE until after COMMIT, instead of meeting in SQLite's busy handler,
+    which sleeps 1, 2, 5, 10 ... ms between tries and so leaves the database idle under load.
+    (Other processes still meet in the busy handler.) PostgreSQL needs no such turn-taking."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _writers_guard:
+        lock = _writers.get(engine)
+        if lock is None:
+            lock = _writers[engine] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: everything commits together or nothing does."""
     factory = sessionmaker(engine, expire_on_commit=False)
-    with factory() as session, session.begin():
+    with writer_lock(engine), factory() as session, session.begin():
         yield session
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
@@ -47,6 +48,31 @@ def trust_subjects(s: Session) -> dict[str, Subject]:
     """Every subject in the Trust's register who has not been erased (all schools)."""
     rows = s.scalars(select(m.SubjectRow).where(m.SubjectRow.erased.is_(False)))
     return {r.id: subject(r) for r in rows}
+
+
+@dataclass(frozen=True)
+class Register:
+    """What the gate reads about the whole Trust, as of one register version: every subject
+    (for name screening), every consent event, every certificate and revocation. Every change
+    to these bumps the version (Service.record for GATE_KINDS, Service.subject_add), so a
+    snapshot is good for as long as the version stands."""
+
+    version: int
+    subjects: dict[str, Subject]
+    consents: tuple[ConsentEvent, ...]
+    certificates: tuple[Signed, ...]
+    revocations: tuple[Signed, ...]
+
+
+def load_register(s: Session, version: int) -> Register:
+    subjects = trust_subjects(s)
+    return Register(
+        version,
+        subjects,
+        tuple(consent_events(s, list(subjects))),
+        tuple(certificates(s)),
+        tuple(revocations(s)),
+    )
 
 
 def consent_event(row: m.ConsentEventRow) -> ConsentEvent:

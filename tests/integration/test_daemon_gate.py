@@ -12,7 +12,7 @@ import pytest
 from publisher.connectors import ConnectorSettings
 from publisher.daemon import Daemon
 from publisher.domain.limits import Platform
-from publisher.domain.model import Scope
+from publisher.domain.model import Scope, SubjectKind
 from publisher.errors import InvalidInput
 from publisher.platforms import Platforms
 from publisher.queue.settings import QueueSettings
@@ -71,6 +71,18 @@ def test_consent_withdrawn_after_approval_blocks_at_post_time_and_is_logged(env:
     assert entry["post"] == pid and entry["codes"] == ["CONSENT_WITHDRAWN"]
     assert [s["ref"].startswith("subj:") for s in entry["subjects"]] == [True]
     assert "Amelia" not in repr(entry) and w.amelia not in repr(entry)  # names and ids only sealed
+
+
+def test_a_child_registered_after_approval_and_named_in_the_text_blocks_at_post_time(env: Env) -> None:
+    """The gate's view of the register is cached per register version: adding a subject must
+    move the version, or the daemon would screen the text against the register it saw before."""
+    w = env.w
+    pid = w.post(text="Well done Zara Quinn at sports day", accounts=["stmarys-x"])
+    assert w.svc.screen(pid).findings["stmarys-x"] == []  # the daemon's service has seen the register
+    w.svc.subject_add("Zara Quinn", SubjectKind.PUPIL)
+    env.run()
+    assert blocked_codes(w) == {"stmarys-x": {"NAME_WITHOUT_CONSENT"}}
+    assert env.live("stmarys-x") == []
 
 
 def test_a_revoked_approver_blocks_every_delivery_at_post_time(env: Env) -> None:
