@@ -212,7 +212,7 @@ class Daemon:
         return started
 
     def _paused(self) -> bool:
-        with db.transaction(self.service.engine) as s:
+        with db.reading(self.service.engine) as s:
             return repo.control(s, "paused") == "yes"
 
     def _account_loop(self, account: str) -> None:

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 
@@ -61,7 +61,8 @@ class Claim:
         return self.status == RECONCILE
 
 
-def _claimable(now: datetime) -> Any:
+def _claimable() -> Any:
+    now: Any = bindparam("now")
     return and_(
         D.status.in_((QUEUED, RECONCILE)),
         D.due_at <= now,
@@ -81,6 +82,28 @@ def _in_doubt_elsewhere() -> Any:
     )
 
 
+# The statements every delivery runs, built once with bound parameters (building a SQLAlchemy
+# expression costs more than running it on SQLite).
+_DUE_ACCOUNTS: Final = (
+    select(D.account, func.min(D.due_at))
+    .where(_claimable(), ~_in_doubt_elsewhere())
+    .group_by(D.account)
+    .order_by(func.min(D.due_at))
+)
+_CLAIM: Final = (
+    select(D)
+    .where(_claimable(), D.account == bindparam("account"), ~_in_doubt_elsewhere())
+    .order_by((D.status == RECONCILE).desc(), D.due_at, D.id)
+    .with_for_update(skip_locked=True)
+)
+_LOCK: Final = select(D).where(D.id == bindparam("id")).with_for_update()
+_IN_WINDOW: Final = and_(D.status.in_((LIVE, TAKEN_DOWN)), D.published_at >= bindparam("since"))
+_BUDGET: Final = select(
+    func.count(case((or_(_IN_WINDOW, D.status.in_((INFLIGHT, RECONCILE))), 1))),
+    func.min(case((_IN_WINDOW, D.published_at))),
+).where(D.account == bindparam("account"), D.status.in_((LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
+
+
 def _rows(result: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -98,33 +121,20 @@ class SqlAlchemyQueue:
     # -- claiming ------------------------------------------------------------------------
     def due_accounts(self, now: datetime, exclude: Collection[str] = ()) -> list[str]:
         """Accounts with at least one claimable delivery, oldest due first."""
-        q = (
-            select(D.account, func.min(D.due_at))
-            .where(_claimable(now), ~_in_doubt_elsewhere())
-            .group_by(D.account)
-            .order_by(func.min(D.due_at))
-        )
-        with db.transaction(self.engine) as s:
-            return [a for a, _ in s.execute(q) if a not in exclude]
+        with db.reading(self.engine) as s:
+            return [a for a, _ in s.execute(_DUE_ACCOUNTS, {"now": now}) if a not in exclude]
 
     def claim(self, now: datetime, account: str, limit: int) -> list[Claim]:
         """Lease up to `limit` due deliveries of one account: deliveries in doubt first."""
-        q = (
-            select(D)
-            .where(_claimable(now), D.account == account, ~_in_doubt_elsewhere())
-            .order_by((D.status == RECONCILE).desc(), D.due_at, D.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         with db.transaction(self.engine) as s:
-            rows = list(s.scalars(q))
+            rows = list(s.scalars(_CLAIM.limit(limit), {"now": now, "account": account}))
             for row in rows:
                 row.lease_owner, row.lease_expires = self.owner, now + self.lease
             return [Claim(r.id, r.post_id, r.account, r.status) for r in rows]
 
     def lock(self, s: Session, delivery_id: str) -> m.DeliveryRow | None:
         """The row, locked for this transaction (PostgreSQL: FOR UPDATE)."""
-        return s.scalars(select(D).where(D.id == delivery_id).with_for_update()).first()
+        return s.scalars(_LOCK, {"id": delivery_id}).first()
 
     def owns(self, row: m.DeliveryRow, now: datetime) -> bool:
         return row.lease_owner == self.owner and row.lease_expires is not None and row.lease_expires > now
@@ -172,13 +182,8 @@ class SqlAlchemyQueue:
     def posts_since(self, s: Session, account: str, since: datetime) -> tuple[int, datetime | None]:
         """How many posts count against the account's budget since `since` (live in the window,
         or possibly live now), and the oldest publish time in the window."""
-        live = s.execute(
-            select(func.count(), func.min(D.published_at)).where(
-                D.account == account, D.status.in_((LIVE, TAKEN_DOWN)), D.published_at >= since
-            )
-        ).one()
-        doubt = s.scalar(select(func.count()).where(D.account == account, D.status.in_((INFLIGHT, RECONCILE))))
-        return int(live[0]) + int(doubt or 0), live[1]
+        used, oldest = s.execute(_BUDGET, {"account": account, "since": since}).one()
+        return int(used or 0), oldest
 
     # -- crash recovery and shutdown -------------------------------------------------------
     def recover(self, now: datetime, everything: bool = False) -> int:
@@ -234,5 +239,5 @@ class SqlAlchemyQueue:
     # -- reading -----------------------------------------------------------------------------
     def pending(self, until: datetime) -> int:
         """Deliveries not yet settled that fall due by `until`."""
-        with db.transaction(self.engine) as s:
+        with db.reading(self.engine) as s:
             return int(s.scalar(select(func.count()).where(D.status.in_(ACTIVE), D.due_at <= until)) or 0)

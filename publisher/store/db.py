@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,20 +87,28 @@ def is_initialised(engine: Engine) -> bool:
 
 _writers: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _writers_guard = threading.Lock()
+BUSY_SECONDS = 10.0  # as SQLite's busy_timeout
 
 
-def writer_lock(engine: Engine) -> threading.RLock | nullcontext[None]:
+@contextmanager
+def writer_lock(engine: Engine) -> Iterator[None]:
     """SQLite has one writer at a time. Threads of this process take turns on a Python lock,
     held from BEGIN IMMEDIATE until after COMMIT, instead of meeting in SQLite's busy handler,
     which sleeps 1, 2, 5, 10 ... ms between tries and so leaves the database idle under load.
     (Other processes still meet in the busy handler.) PostgreSQL needs no such turn-taking."""
     if engine.dialect.name != "sqlite":
-        return nullcontext()
+        yield
+        return
     with _writers_guard:
         lock = _writers.get(engine)
         if lock is None:
             lock = _writers[engine] = threading.RLock()
-        return lock
+    if not lock.acquire(timeout=BUSY_SECONDS):
+        raise StoreUnavailable(f"The database stayed busy for {BUSY_SECONDS:.0f} s: try again")
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 @contextmanager

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -171,7 +172,10 @@ class ApprovalRow(Base):
 
 class DeliveryRow(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("post_id", "account"),)
+    __table_args__ = (
+        UniqueConstraint("post_id", "account"),
+        Index("ix_deliveries_account_status_published", "account", "status", "published_at"),
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     post_id: Mapped[str] = mapped_column(ForeignKey("posts.id"), index=True)
     account: Mapped[str] = mapped_column(ForeignKey("accounts.name"))

@@ -166,31 +166,42 @@ def test_unreadable_credentials_fail_the_delivery_and_flag_the_account(tmp_path:
         assert "this is not a credentials object" not in str(status)
 
 
-def test_consent_withdrawn_while_the_gate_was_judging_is_honoured(
+def test_consent_withdrawn_while_the_gate_was_judging_waits_then_takes_the_post_down(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The gate judges in a read-only transaction; a withdrawal that commits before the intent
-    changes the register version, so the delivery is judged again and blocked."""
+    """Judgement and intent share one transaction holding the register version: a withdrawal
+    made while the gate judges cannot commit between the two (the post would go out on a
+    consent already withdrawn, with nothing to take it down). It waits, then finds the
+    delivery in flight and queues its takedown."""
+    import threading
+
     from publisher.domain.limits import Platform
     from publisher.domain.model import Scope
 
     original = Publisher._decide
-    raced: list[str] = []
+    withdrawal: list[threading.Thread] = []
+    waited: list[bool] = []
 
-    def withdraw_right_after_judging(self: Publisher, s: object, row: object) -> object:
-        decision = original(self, s, row)  # type: ignore[arg-type]
-        if not raced:
-            raced.append("x")
-            w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
-        return decision
+    def withdraw_while_judging(self: Publisher, s: object, row: object) -> object:
+        if not withdrawal:
+            t = threading.Thread(
+                target=lambda: w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
+            )
+            withdrawal.append(t)
+            t.start()
+            t.join(0.5)
+            waited.append(t.is_alive())
+        return original(self, s, row)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Publisher, "_decide", withdraw_right_after_judging)
+    monkeypatch.setattr(Publisher, "_decide", withdraw_while_judging)
     with running(tmp_path) as (w, sb, p):
         xid = p.sandbox_account_id("stmarys-x")
         w.post(text="Sports day", accounts=["stmarys-x"])
         time.sleep(1.1)
         drain(w, p)
-        assert raced
-        assert [r.status for r in deliveries(w.svc)] == ["blocked"]
-        assert sb.created_count("x", xid) == 0
-        assert [b["codes"] for b in log_bodies(w.svc, "publish_blocked")] == [["CONSENT_WITHDRAWN"]]
+        withdrawal[0].join(15)
+        assert waited == [True]  # the withdrawal could not commit while the gate judged
+        drain(w, p)  # the daemon works the takedown the withdrawal queued
+        assert [r.status for r in deliveries(w.svc)] == ["taken_down"]
+        assert sb.created_count("x", xid) == 1 and sb.live("x", xid) == []
+        assert len(log_bodies(w.svc, "taken_down")) == 1
