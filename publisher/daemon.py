@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from publisher.service import Service
 
 log = logging.getLogger("publisher.daemon")
-BATCH = 4  # deliveries claimed at a time per account
+BATCH = 8  # deliveries claimed at a time per account
 SWITCH_INTERVAL = 0.0005  # seconds (CPython's default is 0.005)
 GRACE_SECONDS = 7.0  # of the 10 s a service manager allows after SIGTERM
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from publisher.connectors import MediaItem, PublishedRef, RenderedPost
 from publisher.domain import gate
-from publisher.domain.model import Finding
+from publisher.domain.model import Finding, Post
 from publisher.errors import AuthFailed, ConnectorError, OutcomeUnknown, PublisherError, RateLimited, Rejected
 from publisher.ledger import log as kinds
 from publisher.queue import store as q
@@ -71,6 +71,7 @@ class _Decision:
     until: datetime | None = None
     rendered: RenderedPost | None = None
     platform: str = ""
+    post: Post | None = None  # as the gate judged it (featured subjects, text)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class _Intent:
     rendered: RenderedPost
     attempts: int
     platform: str
+    post: Post
 
 
 class Publisher:
@@ -121,7 +123,7 @@ class Publisher:
             self._to_reconcile(claim, f"unexpected {type(exc).__name__}")
             return self.reconcile(claim)
         try:
-            return self._record_live(claim, ref, reconciled=False)
+            return self._record_live(claim, ref, reconciled=False, judged=begun)
         except Exception as exc:  # published, but not recorded (the database failed): in doubt
             log.exception("published but not recorded", extra={**self._ids(claim), "platform_id": ref.platform_id})
             with contextlib.suppress(Exception):
@@ -178,7 +180,7 @@ class Publisher:
         rendered = _render_judged(gi, row.id, read)
         if isinstance(rendered, Finding):
             return _Decision("block", findings=[rendered])
-        return _Decision("publish", rendered=rendered, platform=gi.account.platform.value)
+        return _Decision("publish", rendered=rendered, platform=gi.account.platform.value, post=gi.post)
 
     def _apply(self, s: Session, row: m.DeliveryRow, claim: q.Claim, d: _Decision) -> _Intent | Outcome:
         """Write what was decided, inside the caller's write transaction."""
@@ -195,9 +197,9 @@ class Publisher:
             self.queue.retry(row, d.until, "waiting for the account's daily posting budget")
             self._note(claim, "budget_wait", until=d.until.isoformat())
             return Outcome("budget", hold_until=d.until)
-        assert d.rendered is not None
+        assert d.rendered is not None and d.post is not None
         self.queue.mark_in_flight(row, self.service.now())
-        intent = _Intent(d.rendered, row.attempts, d.platform)
+        intent = _Intent(d.rendered, row.attempts, d.platform, d.post)
         self._note(claim, "publish_started", attempt=intent.attempts)
         return intent
 
@@ -255,17 +257,26 @@ class Publisher:
         log.warning("delivery blocked", extra={**self._row_ids(row), "event": "blocked", "codes": codes})
 
     # -- results -----------------------------------------------------------------------------
-    def _record_live(self, claim: q.Claim, ref: PublishedRef, *, reconciled: bool) -> Outcome:
+    def _record_live(
+        self, claim: q.Claim, ref: PublishedRef, *, reconciled: bool, judged: _Intent | None = None
+    ) -> Outcome:
+        """The delivery is live: its row and its POST_PUBLISHED entry, in one transaction.
+        `judged`: the intent this process published (its post, as judged, and the exact media
+        uploaded); a delivery found by a look-up is described from the store instead."""
         svc, now = self.service, self.service.now()
         with db.transaction(svc.engine) as s:
             row = self.queue.lock(s, claim.delivery_id)
             if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
                 return Outcome("lost")  # another daemon recorded it first
             self.queue.mark_live(row, ref.platform_id, ref.url, now)
-            post = repo.get_post(s, row.post_id)
-            if post.status == "approved":
-                post.status = "published"
+            post_row = repo.get_post(s, row.post_id)
+            if post_row.status == "approved":
+                post_row.status = "published"
             approval = repo.latest_approval(s, row.post_id)
+            if judged is not None:
+                post, media = judged.post, [item.sha256 for item in judged.rendered.media]
+            else:
+                post, media = repo.domain_post(s, post_row, ()), [md.sha256 for md in repo.post_media(s, row.post_id)]
             body: dict[str, Any] = {
                 "post": row.post_id,
                 "delivery": row.id,
@@ -275,11 +286,11 @@ class Publisher:
                 "url": ref.url,
                 "jti": row.jti,
                 "manifest_sha256": approval.manifest_sha256 if approval else "",
-                "media_sha256": [md.sha256 for md in repo.post_media(s, row.post_id)],
+                "media_sha256": media,
                 "attempts": row.attempts,
                 "reconciled": reconciled,
             }
-            svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, repo.domain_post(s, post, ())))
+            svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, post))
         self._note(claim, "published", platform_id=ref.platform_id, reconciled=reconciled)
         return Outcome(q.LIVE)
 

@@ -106,11 +106,11 @@ def test_a_publish_that_could_not_be_recorded_is_looked_up_not_repeated(
     original = Publisher._record_live
     failures = []
 
-    def record_fails_once(self: Publisher, claim: object, ref: object, *, reconciled: bool) -> object:
+    def record_fails_once(self: Publisher, claim: object, ref: object, *, reconciled: bool, **kw: object) -> object:
         if not reconciled and not failures:
             failures.append(claim)
             raise RuntimeError("database is locked")  # the platform took the post; the store did not
-        return original(self, claim, ref, reconciled=reconciled)  # type: ignore[arg-type]
+        return original(self, claim, ref, reconciled=reconciled, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Publisher, "_record_live", record_fails_once)
     with running(tmp_path) as (w, sb, p):
