@@ -480,17 +480,18 @@ def wait_settled(ws: Workspace, timeout: float, proc: subprocess.Popen[bytes] | 
 
 
 def run_until_settled(
-    ws: Workspace, sb: SandboxProc, timeout: float
+    ws: Workspace, sb: SandboxProc, timeout: float, daemons: int = 1
 ) -> tuple[bool, int, dict[str, int], list[tuple[datetime, datetime]], int]:
-    """Run `publisher run` until nothing is left to do (or `timeout`), stop it; returns whether it
-    settled, its exit code, the outcomes (see `outcomes`) and how many posts the emulators made."""
-    proc = start_daemon(ws)
+    """Run `publisher run` (`daemons` of them: PostgreSQL only) until nothing is left to do (or
+    `timeout`), stop it; returns whether it settled, the worst exit code, the outcomes (see
+    `outcomes`) and how many posts the emulators made."""
+    procs = [start_daemon(ws, "daemon.log" if i == 0 else f"daemon{i}.log") for i in range(daemons)]
     try:
-        settled = wait_settled(ws, timeout, proc)
+        settled = wait_settled(ws, timeout, procs[0])
     finally:
-        code = stop_daemon(proc)
+        codes = [stop_daemon(p) for p in procs]
     counts, times = outcomes(ws)
-    return settled, code, counts, times, sb.created()
+    return settled, max(codes, key=abs), counts, times, sb.created()
 
 
 def outcomes(ws: Workspace) -> tuple[dict[str, int], list[tuple[datetime, datetime]]]:

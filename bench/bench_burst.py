@@ -6,7 +6,8 @@ Project: `publisher run` (a real process, default [daemon] settings except the p
 sandbox port and Instagram's pauses, which are 0) claims, gates (approval signature, window,
 consent, revocations), publishes through the real connectors and SDKs, logs and commits each
 delivery. Measured on SQLite and on a fresh PostgreSQL schema (skipped, with a note, if
-PostgreSQL is unreachable). Rate = N / (last published_at - the common due time); it includes
+PostgreSQL is unreachable), and on PostgreSQL with two `publisher run` processes sharing the
+queue (SKIP LOCKED claims; SQLite allows one daemon per file), each with the same pool. Rate = N / (last published_at - the common due time); it includes
 the wait for the daemon's next dispatch tick (dispatch_seconds, 1 s by default).
 
 Limit: the same connectors publishing the same posts to the same emulators in a plain
@@ -43,7 +44,9 @@ def _plan(n: int, accounts: list[tuple[str, str]]) -> list[tuple[str, datetime]]
     return [(accounts[i % len(accounts)][0], now) for i in range(n)]
 
 
-def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, postgres: bool) -> dict[str, Any]:
+def project(
+    base: Path, n: int, accounts: list[tuple[str, str]], workers: int, postgres: bool, daemons: int = 1
+) -> dict[str, Any]:
     with c.SandboxProc(base / "sandbox") as sb:
         ws = c.make_workspace(base / "ws", accounts, sb, workers, postgres=postgres)
         try:
@@ -53,7 +56,7 @@ def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, p
             seed_s = time.perf_counter() - t
             c.shift_due(ws, datetime.now(UTC) + timedelta(seconds=LEAD_S) - plan[0][1])
             due = _common_due(ws)
-            settled, code, counts, times, created = c.run_until_settled(ws, sb, 60 + n * 0.1)
+            settled, code, counts, times, created = c.run_until_settled(ws, sb, 60 + n * 0.1, daemons)
         finally:
             ws.close()
     last = max(p for _, p in times) if times else due
@@ -159,6 +162,8 @@ def main() -> None:
         if "postgresql" not in args.skip and c.pg_reachable():
             print("project on PostgreSQL ...", flush=True)
             rows["project-PostgreSQL"] = project(base / "pg", n, accounts, w, postgres=True)
+            print("project on PostgreSQL, two daemons ...", flush=True)
+            rows["project-PostgreSQL-2d"] = project(base / "pg2", n, accounts, w, postgres=True, daemons=2)
         if "limit" not in args.skip:
             print("limit: plain thread pool ...", flush=True)
             rows["limit"] = limit(base / "limit", n, accounts, w)

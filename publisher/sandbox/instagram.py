@@ -167,11 +167,11 @@ class SandboxInstagram(Emulator):
             return Reply.of(
                 400, {"debug_info": {"retriable": False, "type": "ProcessingFailedError", "message": WRONG_FORMAT}}
             )
-        self.store_upload(upload_id, user, data, width=width, height=height)
+        self.store_upload(_upload_key(user, upload_id), user, data, width=width, height=height)
         return Reply.of(200, {"upload_id": upload_id, "xsharing_nonces": {}, "status": "ok"})
 
     def _child_error(self, user: str, upload_id: str) -> Reply | None:
-        upload = self.upload(upload_id)
+        upload = self.upload(_upload_key(user, upload_id))
         if upload is None or upload["account"] != user or upload.get("used"):
             return fail(400, "media_needs_reupload", error_title="Upload not found")
         aspect = upload["width"] / upload["height"]
@@ -210,7 +210,8 @@ class SandboxInstagram(Emulator):
 
     def _create(self, user: str, caption: str, upload_ids: list[str]) -> dict[str, Any]:
         with self.state.lock:
-            uploads = [self.data["uploads"][i] for i in upload_ids]
+            keys = [_upload_key(user, i) for i in upload_ids]
+            uploads = [self.data["uploads"][k] for k in keys]
             for upload in uploads:
                 upload["used"] = True
             pk = self.state.next_id(self.platform, 3_100_000_000_000_000_000)
@@ -221,7 +222,7 @@ class SandboxInstagram(Emulator):
                 [u["sha256"] for u in uploads],
                 pk=pk,
                 code=shortcode(int(pk)),
-                upload_ids=upload_ids,
+                upload_ids=keys,
             )
         return self._media_json(post)
 
@@ -299,3 +300,9 @@ def _signed_body(req: Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def _upload_key(user: str, upload_id: str) -> str:
+    """Upload ids are the client's millisecond timestamps: Instagram keeps them per account, so
+    two accounts uploading in the same millisecond (two daemons, say) do not collide."""
+    return f"{user}/{upload_id}"

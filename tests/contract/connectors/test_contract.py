@@ -209,15 +209,16 @@ def test_instagram_session_check_failing_on_the_platforms_side_is_not_the_accoun
 def test_instagram_accounts_uploading_in_the_same_millisecond_do_not_share_an_upload(
     sandbox: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two accounts upload in one millisecond, then both configure: each gets its own post."""
+    """Two accounts (two daemon processes, say) upload under the same millisecond id, then both
+    configure: Instagram keeps upload ids per account, and so does its emulator."""
     import threading
 
     from publisher.connectors import instagram, make_connector
     from publisher.sandbox import Sandbox
 
     assert isinstance(sandbox, Sandbox)
-    frozen = time.time()
-    monkeypatch.setattr(instagram.time, "time", lambda: frozen)
+    same = str(int(time.time() * 1000))
+    monkeypatch.setattr(instagram, "new_upload_id", lambda: same)
     both_uploaded = threading.Barrier(2, timeout=10)
     real_rupload = instagram.InstagramConnector._rupload
 
@@ -243,6 +244,27 @@ def test_instagram_accounts_uploading_in_the_same_millisecond_do_not_share_an_up
         t.join(30)
     assert errors == []
     assert [sandbox.created_count("instagram", c["account_id"]) for c in accounts] == [1, 1]
+
+
+def test_instagram_upload_ids_never_repeat_within_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One account's album uploads in one millisecond (and a daemon's threads) need distinct ids."""
+    import threading
+
+    from publisher.connectors import instagram
+
+    monkeypatch.setattr(instagram.time, "time", lambda: 1_790_000_000.0)
+    seen: list[str] = []
+
+    def take() -> None:
+        seen.extend(instagram.new_upload_id() for _ in range(500))
+
+    threads = [threading.Thread(target=take) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(seen)) == 1000
+    assert all(int(i) >= 1_790_000_000_000 for i in seen)  # still millisecond timestamps, as instagrapi's
 
 
 # --- what the platforms refuse ----------------------------------------------------------------------
