@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -119,6 +120,7 @@ def issue_certificate(
     )
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the bytes: the gate asks it for every delivery
 def verify_certificate(root_public: bytes, signed: Signed) -> Certificate:
     body = _verify(root_public, CERT_CONTEXT, signed, "approver-certificate")
     try:
@@ -155,6 +157,7 @@ def issue_revocation(root: Ed25519PrivateKey, kid: str, revoked_at: datetime, re
     )
 
 
+@functools.lru_cache(maxsize=4096)  # as verify_certificate
 def verify_revocation(root_public: bytes, signed: Signed) -> Revocation:
     body = _verify(root_public, REVOCATION_CONTEXT, signed, "approver-revocation")
     try:
@@ -167,6 +170,11 @@ def _pem_private(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _paseto_key(public_key: bytes) -> Any:
+    return pyseto.Key.new(version=4, purpose="public", key=_pem_public(public_key))
 
 
 def _pem_public(public_key: bytes) -> bytes:
@@ -221,7 +229,7 @@ def token_key_id(token: str) -> str:
 def verify_approval(token: str, approver_public: bytes) -> ApprovalClaims:
     """Check the signature over the exact payload bytes, then parse the claims strictly."""
     kid = token_key_id(token)
-    key = pyseto.Key.new(version=4, purpose="public", key=_pem_public(approver_public))
+    key = _paseto_key(approver_public)
     try:
         decoded = pyseto.decode(key, token, implicit_assertion=APPROVAL_IMPLICIT)
     except Exception:  # pyseto raises several types for a bad token; all mean "does not verify"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from publisher.domain.approval import Signed
@@ -127,24 +128,38 @@ def get_post(s: Session, post_id: str) -> m.PostRow:
     return row
 
 
+# Statements the publisher runs for every delivery, built once with bound parameters.
+_POST_ID: Any = bindparam("post_id")
+_POST_ACCOUNTS: Final = (
+    select(m.PostAccountRow.account).where(m.PostAccountRow.post_id == _POST_ID).order_by(m.PostAccountRow.account)
+)
+_POST_FEATURED: Final = (
+    select(m.PostSubjectRow).where(m.PostSubjectRow.post_id == _POST_ID).order_by(m.PostSubjectRow.subject_id)
+)
+_POST_MEDIA: Final = (
+    select(m.MediaRow)
+    .join(m.PostMediaRow, m.PostMediaRow.sha256 == m.MediaRow.sha256)
+    .where(m.PostMediaRow.post_id == _POST_ID)
+    .order_by(m.PostMediaRow.position)
+)
+_LATEST_APPROVAL: Final = (
+    select(m.ApprovalRow).where(m.ApprovalRow.post_id == _POST_ID).order_by(m.ApprovalRow.id.desc()).limit(1)
+)
+_USED_APPROVALS: Final = select(m.DeliveryRow.jti, m.DeliveryRow.account).where(
+    m.DeliveryRow.post_id == _POST_ID, m.DeliveryRow.status.in_(("live", "taken_down")), m.DeliveryRow.jti != ""
+)
+
+
 def post_accounts(s: Session, post_id: str) -> list[str]:
-    q = select(m.PostAccountRow.account).where(m.PostAccountRow.post_id == post_id).order_by(m.PostAccountRow.account)
-    return list(s.scalars(q))
+    return list(s.scalars(_POST_ACCOUNTS, {"post_id": post_id}))
 
 
 def post_featured(s: Session, post_id: str) -> list[m.PostSubjectRow]:
-    q = select(m.PostSubjectRow).where(m.PostSubjectRow.post_id == post_id).order_by(m.PostSubjectRow.subject_id)
-    return list(s.scalars(q))
+    return list(s.scalars(_POST_FEATURED, {"post_id": post_id}))
 
 
 def post_media(s: Session, post_id: str) -> list[m.MediaRow]:
-    q = (
-        select(m.MediaRow)
-        .join(m.PostMediaRow, m.PostMediaRow.sha256 == m.MediaRow.sha256)
-        .where(m.PostMediaRow.post_id == post_id)
-        .order_by(m.PostMediaRow.position)
-    )
-    return list(s.scalars(q))
+    return list(s.scalars(_POST_MEDIA, {"post_id": post_id}))
 
 
 def featured(rows: list[m.PostSubjectRow]) -> tuple[Featured, ...]:
@@ -172,8 +187,7 @@ def domain_post(s: Session, row: m.PostRow, media: tuple[MediaRef, ...]) -> Post
 
 
 def latest_approval(s: Session, post_id: str) -> m.ApprovalRow | None:
-    q = select(m.ApprovalRow).where(m.ApprovalRow.post_id == post_id).order_by(m.ApprovalRow.id.desc()).limit(1)
-    return s.scalars(q).first()
+    return s.scalars(_LATEST_APPROVAL, {"post_id": post_id}).first()
 
 
 def certificates(s: Session) -> list[Signed]:
@@ -185,10 +199,7 @@ def revocations(s: Session) -> list[Signed]:
 
 
 def used_approvals(s: Session, post_id: str) -> frozenset[tuple[str, str]]:
-    q = select(m.DeliveryRow.jti, m.DeliveryRow.account).where(
-        m.DeliveryRow.post_id == post_id, m.DeliveryRow.status.in_(("live", "taken_down")), m.DeliveryRow.jti != ""
-    )
-    return frozenset((j, a) for j, a in s.execute(q))
+    return frozenset((j, a) for j, a in s.execute(_USED_APPROVALS, {"post_id": post_id}))
 
 
 def control(s: Session, key: str) -> str:
@@ -210,6 +221,8 @@ def media_file(media_dir: Path, row: m.MediaRow) -> Path:
 
 
 REGISTER_VERSION = "register_version"
+_VERSION: Final = select(m.ControlRow.value).where(m.ControlRow.key == REGISTER_VERSION)
+_VERSION_LOCKED: Final = _VERSION.with_for_update(read=True)
 
 
 def register_version(s: Session, lock: bool = False) -> int:
@@ -217,10 +230,7 @@ def register_version(s: Session, lock: bool = False) -> int:
     cancellation, pause, erasure, takedown). A publisher that judged a delivery at version N
     commits its intent only if the version is still N. `lock`: hold the row (PostgreSQL:
     FOR SHARE) so a change cannot commit between the check and the intent."""
-    q = select(m.ControlRow.value).where(m.ControlRow.key == REGISTER_VERSION)
-    if lock:
-        q = q.with_for_update(read=True)
-    value = s.scalar(q)
+    value = s.scalar(_VERSION_LOCKED if lock else _VERSION)
     return int(value) if value else 0
 
 
