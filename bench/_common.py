@@ -514,9 +514,20 @@ def outcomes(ws: Workspace) -> tuple[dict[str, int], list[tuple[datetime, dateti
 
 
 def daemon_errors(ws: Workspace, log_name: str = "daemon.log") -> str:
+    """The daemon's last error lines, and why deliveries that did not go live stopped."""
+    from sqlalchemy import select
+
+    from publisher.store import db
+    from publisher.store import models as m
+
     text = (ws.dir / log_name).read_text(encoding="utf-8", errors="replace")
     bad = [line for line in text.splitlines() if '"level": "error"' in line or "Traceback" in line]
-    return "\n".join(bad[-5:])
+    with db.reading(ws.svc.engine) as s:
+        q = select(m.DeliveryRow.account, m.DeliveryRow.status, m.DeliveryRow.last_error).where(
+            m.DeliveryRow.status != "live"
+        )
+        bad += [f"{a} {st}: {err}" for a, st, err in s.execute(q.limit(5))]
+    return "\n".join(bad[-10:])
 
 
 # -- the baselines ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ few seconds, give back everything else (an unanswered call goes to reconcile), e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -260,7 +261,12 @@ class Daemon:
             if self.stopping.is_set():
                 self.queue.release([c.delivery_id for c in claims[i:]])
                 return False
-            outcome = self.publisher.handle(claim)
+            try:
+                outcome = self.publisher.handle(claim)
+            except Exception:  # the store failed, say: give back what this worker still holds
+                with contextlib.suppress(Exception):
+                    self.queue.release([c.delivery_id for c in claims[i:]])
+                raise
             if outcome.state in (q.LIVE, q.BLOCKED, q.UNCONFIRMED):
                 self._dirty = True
             if outcome.hold_until is not None or outcome.in_doubt:

@@ -549,20 +549,31 @@ class Service:
                 raise UsageError(
                     f"Post {post_id} is {row.status}: nothing to cancel (use 'publisher takedown' for a live post)"
                 )
+            # Locked (PostgreSQL): a delivery a daemon is judging is read after its intent commits,
+            # so a queued row turned in flight meanwhile is never overwritten as cancelled.
+            deliveries = list(
+                s.scalars(select(m.DeliveryRow).where(m.DeliveryRow.post_id == post_id).with_for_update())
+            )
+            going = sorted(d.account for d in deliveries if d.status in ("inflight", "reconcile", "unconfirmed"))
+            if going:
+                raise UsageError(
+                    f"Post {post_id} is being published on {', '.join(going)} right now: nothing was cancelled; "
+                    f"if it goes live, take it down with 'publisher takedown {post_id}'"
+                )
             row.status, row.cancelled_at, row.cancelled_by = "cancelled", self.now(), self.actor
             row.cancel_reason = reason  # kept in the register, not the log: it may name a child
-            for d in s.scalars(select(m.DeliveryRow).where(m.DeliveryRow.post_id == post_id)):
+            for d in deliveries:
                 if d.status == "queued":
                     d.status = "cancelled"
             self.record(s, kinds.POST_CANCELLED, {"post": post_id, "actor": self.actor})
 
     # -- screening and approval ----------------------------------------------------------
     def media_refs(
-        self, s: Session, post_id: str, read: dict[str, tuple[bytes, str]] | None = None
+        self, s: Session, post_id: str, read: list[tuple[str, bytes, str]] | None = None
     ) -> tuple[MediaRef, ...]:
         """The post's media as they are on disk now: hash and metadata recomputed from the bytes.
-        `read` collects what was read (approved sha256 -> bytes, their actual sha256), so the
-        publisher uploads exactly the bytes the gate judged, without reading them again."""
+        `read` collects what was read, in the post's order (approved sha256, the bytes, their
+        actual sha256), so the publisher uploads exactly the bytes the gate judged."""
         out = []
         for row in repo.post_media(s, post_id):
             path = repo.media_file(self.config.media_dir, row)
@@ -572,7 +583,7 @@ class Service:
                 data = b""
             sha = hashlib.sha256(data).hexdigest()
             if read is not None:
-                read[row.sha256] = (data, sha)
+                read.append((row.sha256, data, sha))
             try:
                 clean = not mediamod.metadata_blocks(data)
             except Exception:  # unreadable bytes: the hash already differs from the approval
@@ -596,7 +607,7 @@ class Service:
         post_id: str,
         stage: gate.Stage,
         token: str | None = None,
-        read: dict[str, tuple[bytes, str]] | None = None,
+        read: list[tuple[str, bytes, str]] | None = None,
     ) -> list[gate.GateInput]:
         row = repo.get_post(s, post_id)
         post = repo.domain_post(s, row, self.media_refs(s, post_id, read))

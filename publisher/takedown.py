@@ -159,7 +159,9 @@ def request_takedown(
     with db.transaction(service.engine) as s:
         post = repo.get_post(s, post_id)
         q = select(m.DeliveryRow).where(m.DeliveryRow.post_id == post_id).order_by(m.DeliveryRow.account)
-        deliveries = list(s.scalars(q))
+        # Locked (PostgreSQL): a delivery a daemon is judging is read after its intent commits,
+        # so a queued row turned in flight meanwhile is taken down, never overwritten as cancelled.
+        deliveries = list(s.scalars(q.with_for_update()))
         if account is not None:
             deliveries = [d for d in deliveries if d.account == account]
             if not deliveries and post.status != "draft":

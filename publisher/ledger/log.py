@@ -381,6 +381,8 @@ class Ledger:
         clash = RESERVED_KEYS.intersection(body)
         if clash:
             raise InvalidInput(f"log body keys {sorted(clash)} are reserved for the log itself")
+        if not conn.in_transaction():
+            conn.begin()  # as SQLAlchemy's autobegin would: the driver-level statements below bypass it
         self._lock(conn)
         frontier = self._current_frontier(conn)
         seq = frontier.size

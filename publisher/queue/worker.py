@@ -165,7 +165,7 @@ class Publisher:
         now = self.service.now()
         if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
             return _Decision("cancel")
-        read: dict[str, tuple[bytes, str]] = {}  # the bytes the gate judged, uploaded as they are
+        read: list[tuple[str, bytes, str]] = []  # the bytes the gate judged, uploaded as they are
         gi = self._gate_input(s, row, read)
         blocking = gate.blocking(gate.evaluate(gi) if gi is not None else [_not_a_target(row)])
         if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
@@ -203,7 +203,7 @@ class Publisher:
         self._note(claim, "publish_started", attempt=intent.attempts)
         return intent
 
-    def _gate_input(self, s: Session, row: m.DeliveryRow, read: dict[str, tuple[bytes, str]]) -> gate.GateInput | None:
+    def _gate_input(self, s: Session, row: m.DeliveryRow, read: list[tuple[str, bytes, str]]) -> gate.GateInput | None:
         for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH, read=read):
             if gi.account_name == row.account:
                 return gi
@@ -218,14 +218,13 @@ class Publisher:
             return None
         return (oldest or now) + timedelta(days=1, seconds=1)
 
-    def _render(
-        self, s: Session, row: m.DeliveryRow, read: dict[str, tuple[bytes, str]] | None = None
-    ) -> RenderedPost | Finding:
-        """The exact approved text and image bytes of the delivery (those the gate read, if given)."""
+    def _render(self, s: Session, row: m.DeliveryRow) -> RenderedPost | Finding:
+        """The exact approved text and image bytes of the delivery, read from the store (for a
+        look-up; a publish renders what its gate read, `_render_judged`)."""
         post = repo.get_post(s, row.post_id)
         items = []
         for media in repo.post_media(s, row.post_id):
-            data, sha = (read or {}).get(media.sha256) or self._read(media)
+            data, sha = self._read(media)
             if sha != media.sha256:
                 return Finding("APPROVAL_CONTENT_MISMATCH", "An approved image is missing or changed on disk")
             items.append(MediaItem(data, media.mime, media.sha256, media.width, media.height))
@@ -427,14 +426,13 @@ def _not_a_target(row: m.DeliveryRow) -> Finding:
     return Finding("APPROVAL_CONTENT_MISMATCH", f"Account {row.account} is no longer a target of the post")
 
 
-def _render_judged(gi: gate.GateInput, delivery_id: str, read: dict[str, tuple[bytes, str]]) -> RenderedPost | Finding:
+def _render_judged(gi: gate.GateInput, delivery_id: str, read: list[tuple[str, bytes, str]]) -> RenderedPost | Finding:
     """The post as the gate judged it: its text, and the image bytes read for the gate (in the
-    post's order; `read` maps each approved hash to the bytes found and their hash)."""
+    post's order: approved hash, bytes found, their hash)."""
     items = []
-    judged = list(read.items())
-    if len(judged) != len(gi.post.media):
+    if len(read) != len(gi.post.media):
         return Finding("APPROVAL_CONTENT_MISMATCH", "An approved image is missing or changed on disk")
-    for (approved, (data, sha)), ref in zip(judged, gi.post.media, strict=True):
+    for (approved, data, sha), ref in zip(read, gi.post.media, strict=True):
         if sha != approved:
             return Finding("APPROVAL_CONTENT_MISMATCH", "An approved image is missing or changed on disk")
         items.append(MediaItem(data, ref.mime, approved, ref.width, ref.height))

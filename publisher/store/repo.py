@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 from sqlalchemy.orm import Session
 
 from publisher.domain.approval import Signed
@@ -222,19 +222,29 @@ def media_file(media_dir: Path, row: m.MediaRow) -> Path:
 
 REGISTER_VERSION = "register_version"
 _VERSION: Final = select(m.ControlRow.value).where(m.ControlRow.key == REGISTER_VERSION)
-_VERSION_LOCKED: Final = _VERSION.with_for_update(read=True)
 
 
 def register_version(s: Session, lock: bool = False) -> int:
     """A counter bumped by every change the gate depends on (consent, never-publish, revocation,
-    cancellation, pause, erasure, takedown). A publisher that judged a delivery at version N
-    commits its intent only if the version is still N. `lock`: hold the row (PostgreSQL:
-    FOR SHARE) so a change cannot commit between the check and the intent."""
-    value = s.scalar(_VERSION_LOCKED if lock else _VERSION)
+    cancellation, pause, erasure, takedown, a new subject). `lock`: a publisher judging a
+    delivery holds it shared until its intent commits, so no such change can commit in between
+    (SQLite: the write lock does it)."""
+    if lock:
+        _register_lock(s, "pg_advisory_xact_lock_shared")
+    value = s.scalar(_VERSION)
     return int(value) if value else 0
 
 
+def _register_lock(s: Session, function: str) -> None:
+    """PostgreSQL: a transaction-scoped advisory lock on the register. Its queue is fair: once a
+    change waits for it, new publishers wait behind the change, so `pause` or a withdrawal is
+    never starved by a burst (a FOR SHARE row lock gives no such promise)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text(f"SELECT {function}(hashtext(current_schema() || '.register_version'))"))
+
+
 def bump_register_version(s: Session, at: datetime, actor: str) -> None:
+    _register_lock(s, "pg_advisory_xact_lock")
     row = s.get(m.ControlRow, REGISTER_VERSION, with_for_update=True)
     if row is None:
         s.add(m.ControlRow(key=REGISTER_VERSION, value="1", changed_at=at, changed_by=actor))

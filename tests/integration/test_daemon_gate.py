@@ -85,6 +85,22 @@ def test_a_child_registered_after_approval_and_named_in_the_text_blocks_at_post_
     assert env.live("stmarys-x") == []
 
 
+def test_a_post_with_the_same_photo_twice_publishes_both(env: Env) -> None:
+    """The publisher uploads the bytes its gate read, position by position (not by hash)."""
+    from zoneinfo import ZoneInfo
+
+    w = env.w
+    soon = (w.svc.now() + timedelta(seconds=1)).astimezone(ZoneInfo("Europe/London")).strftime("%Y-%m-%d %H:%M:%S")
+    pid = w.as_("Sam Teacher").post_draft(
+        "Twice the fun", ["stmarys-x"], soon, [w.photo, w.photo], [f"{w.amelia}:image"]
+    )
+    w.approve(pid)
+    env.run()
+    assert [r.status for r in deliveries(w.svc)] == ["live"]
+    [live] = env.sb.live("x", env.platforms.sandbox_account_id("stmarys-x"))
+    assert len(live["media"]) == 2
+
+
 def test_a_revoked_approver_blocks_every_delivery_at_post_time(env: Env) -> None:
     w = env.w
     w.post()

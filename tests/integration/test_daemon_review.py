@@ -205,3 +205,81 @@ def test_consent_withdrawn_while_the_gate_was_judging_waits_then_takes_the_post_
         assert [r.status for r in deliveries(w.svc)] == ["taken_down"]
         assert sb.created_count("x", xid) == 1 and sb.live("x", xid) == []
         assert len(log_bodies(w.svc, "taken_down")) == 1
+
+
+@pytest.mark.parametrize("how", ["cancel", "takedown"])
+def test_cancelling_while_the_gate_judges_never_overwrites_a_delivery_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str, how: str
+) -> None:
+    """A cancellation or takedown made while a daemon judges the delivery waits for the intent,
+    then sees it in flight: `post cancel` refuses (nothing half-cancelled), a takedown takes the
+    post down. Neither may overwrite the in-flight row as cancelled (on PostgreSQL a lost update
+    left a live post with no record)."""
+    import threading
+
+    original = Publisher._decide
+    attempt: list[threading.Thread] = []
+    outcome: list[str] = []
+
+    def cancel_while_judging(self: Publisher, s: object, row: object) -> object:
+        if not attempt:
+
+            def cancel() -> None:
+                try:
+                    if how == "cancel":
+                        w.as_("Jane Head").post_cancel(pid, "wrong photo")
+                    else:
+                        request_takedown(w.as_("DPO"), pid, "wrong photo", "parent")
+                    outcome.append("done")
+                except PublisherError as exc:
+                    outcome.append(str(exc))
+
+            attempt.append(threading.Thread(target=cancel))
+            attempt[0].start()
+            time.sleep(0.3)  # the cancellation is now waiting for this transaction
+        return original(self, s, row)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Publisher, "_decide", cancel_while_judging)
+    w = build_world(tmp_path / "w", database_url)
+    try:
+        with (
+            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
+            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
+        ):
+            xid = p.sandbox_account_id("stmarys-x")
+            pid = w.post(text="Sports day", accounts=["stmarys-x"])
+            time.sleep(1.1)
+            drain(w, p)
+            attempt[0].join(15)
+            drain(w, p)  # and any takedown queued
+            [row] = deliveries(w.svc)
+            if how == "cancel":
+                assert outcome and "being published on stmarys-x right now" in outcome[0]
+                assert row.status == "live" and len(sb.live("x", xid)) == 1
+                assert len(log_bodies(w.svc, "post_published")) == 1
+            else:
+                assert outcome == ["done"]
+                assert row.status == "taken_down" and sb.live("x", xid) == []
+                assert len(log_bodies(w.svc, "post_published")) == 1
+                assert len(log_bodies(w.svc, "taken_down")) == 1
+    finally:
+        w.svc.close()
+
+
+def test_a_worker_that_fails_gives_back_its_claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose publish raised (the store failed, say) releases the deliveries it had
+    claimed, so they are not stuck behind a lease for minutes."""
+    from publisher.errors import StoreUnavailable
+
+    def store_down(self: Publisher, claim: object) -> object:
+        raise StoreUnavailable("The database stayed busy for 10 s: try again")
+
+    monkeypatch.setattr(Publisher, "handle", store_down)
+    with running(tmp_path) as (w, _sb, p):
+        for i in range(3):
+            w.post(text=f"Notice {i}", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        with Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:
+            d.dispatch()
+            d.wait_idle(10)
+            assert [(r.status, r.lease_owner) for r in deliveries(w.svc)] == [("queued", "")] * 3

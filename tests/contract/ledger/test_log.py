@@ -412,3 +412,22 @@ def test_prove_needs_a_covering_checkpoint(engine: Engine) -> None:
             ledger.prove(conn, 4)
         proofs = ledger.prove_many(conn, [0, 3])
     assert {verify_entry_proof(p, SIGNER.verifier).seq for p in proofs.values()} == {0, 3}
+
+
+def test_an_append_on_a_connection_without_a_transaction_is_rolled_back_with_it(tmp_path: Path) -> None:
+    """Appends talk to the driver directly; they must still join SQLAlchemy's (auto)begun
+    transaction, not autocommit under the project's SQLite engine (isolation_level None)."""
+    from publisher.store import db
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    with engine.begin() as conn:
+        install(conn)
+    ledger = Ledger(engine)
+    with engine.begin() as conn:
+        ledger.append(conn, log.TAKEN_DOWN, {"n": 0})
+    with engine.connect() as conn:  # the ledger's frontier is warm: only driver-level statements now
+        ledger.append(conn, log.TAKEN_DOWN, {"n": 1})
+        conn.rollback()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM log_entries")).scalar() == 1
+    engine.dispose()
