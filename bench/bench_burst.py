@@ -57,6 +57,7 @@ def project(
             c.shift_due(ws, datetime.now(UTC) + timedelta(seconds=LEAD_S) - plan[0][1])
             due = _common_due(ws)
             settled, code, counts, times, created = c.run_until_settled(ws, sb, 60 + n * 0.1, daemons)
+            error = c.daemon_errors(ws) if counts.get("live", 0) != n or created != n else ""
         finally:
             ws.close()
     last = max(p for _, p in times) if times else due
@@ -73,8 +74,8 @@ def project(
         "all_live_after_due_s": round(span, 2),
         "per_s": round(counts.get("live", 0) / span, 1) if span > 0 else 0.0,
     }
-    if counts.get("live", 0) != n or created != n:
-        result["error"] = c.daemon_errors(ws)
+    if error:
+        result["error"] = error
     return result
 
 

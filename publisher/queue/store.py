@@ -97,6 +97,12 @@ _CLAIM: Final = (
     .with_for_update(skip_locked=True)
 )
 _LOCK: Final = select(D).where(D.id == bindparam("id")).with_for_update()
+_LOCK_ACCOUNT: Final = select(m.AccountRow.name).where(m.AccountRow.name == bindparam("account")).with_for_update()
+_OTHER_IN_FLIGHT: Final = (
+    select(D.id)
+    .where(D.account == bindparam("account"), D.id != bindparam("id"), D.status.in_((INFLIGHT, RECONCILE)))
+    .limit(1)
+)
 _IN_WINDOW: Final = and_(D.status.in_((LIVE, TAKEN_DOWN)), D.published_at >= bindparam("since"))
 _BUDGET: Final = select(
     func.count(case((or_(_IN_WINDOW, D.status.in_((INFLIGHT, RECONCILE))), 1))),
@@ -172,6 +178,14 @@ class SqlAlchemyQueue:
 
     def set_attention(self, s: Session, account: str, why: str) -> None:
         s.execute(update(m.AccountRow).where(m.AccountRow.name == account).values(needs_attention=why[:1000]))
+
+    def busy_elsewhere(self, s: Session, row: m.DeliveryRow) -> bool:
+        """Inside the intent's transaction: does the account have another delivery in flight or
+        in doubt? The claim checked this too, but two daemons can each claim one of an account's
+        deliveries before either is in flight; the account row, locked here (PostgreSQL: FOR
+        UPDATE), makes the check and the intent one step per account across daemons."""
+        s.execute(_LOCK_ACCOUNT, {"account": row.account})
+        return s.scalar(_OTHER_IN_FLIGHT, {"account": row.account, "id": row.id}) is not None
 
     def recorded_ids(self, s: Session, account: str, but: str) -> set[str]:
         """Platform ids already recorded for the account's other deliveries."""

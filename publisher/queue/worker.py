@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("publisher.queue")
 ABSENT_ONCE = "ABSENT_ONCE"
 PAUSE_RECHECK = timedelta(seconds=30)
+ACCOUNT_BUSY_WAIT = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,9 @@ class Publisher:
             row = self.queue.lock(s, claim.delivery_id)
             if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
                 return Outcome("lost")
+            if self.queue.busy_elsewhere(s, row):  # another daemon is publishing on the account
+                row.lease_owner, row.lease_expires = "", None
+                return Outcome("account_busy", hold_until=self.service.now() + ACCOUNT_BUSY_WAIT)
             repo.register_version(s, lock=True)
             return self._apply(s, row, claim, self._decide(s, row))
 

@@ -283,3 +283,36 @@ def test_a_worker_that_fails_gives_back_its_claims(tmp_path: Path, monkeypatch: 
             d.dispatch()
             d.wait_idle(10)
             assert [(r.status, r.lease_owner) for r in deliveries(w.svc)] == [("queued", "")] * 3
+
+
+def test_two_daemons_never_publish_on_one_account_at_once(tmp_path: Path, database_url: str) -> None:
+    """Two daemons can each claim one of an account's deliveries before either is in flight;
+    the intent re-checks under the account's lock, so the second waits (same millisecond upload
+    ids on Instagram, look-ups unable to tell posts apart, budgets overrun otherwise)."""
+    from datetime import timedelta
+
+    from publisher.queue import store as q
+    from publisher.queue.worker import Outcome
+
+    w = build_world(tmp_path / "w", database_url)
+    try:
+        with (
+            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
+            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
+        ):
+            for i in range(2):
+                w.post(text=f"Notice {i}", accounts=["stmarys-x"])
+            time.sleep(1.1)
+            settings = QueueSettings.load(w.config_path)
+            daemons = [q.SqlAlchemyQueue(w.svc.engine, f"daemon-{i}", timedelta(seconds=60)) for i in range(2)]
+            claims = [queue.claim(w.svc.now(), "stmarys-x", 1) for queue in daemons]
+            assert [len(c) for c in claims] == [1, 1]  # both claimed before either was in flight
+            first = Publisher(w.svc, p, daemons[0], settings)._begin(claims[0][0])
+            second = Publisher(w.svc, p, daemons[1], settings)._begin(claims[1][0])
+            assert not isinstance(first, Outcome)  # the first daemon's intent
+            assert isinstance(second, Outcome) and second.state == "account_busy" and second.hold_until is not None
+            rows = {r.id: r for r in deliveries(w.svc)}
+            assert rows[claims[0][0].delivery_id].status == "inflight"
+            assert (rows[claims[1][0].delivery_id].status, rows[claims[1][0].delivery_id].lease_owner) == ("queued", "")
+    finally:
+        w.svc.close()
