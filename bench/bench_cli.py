@@ -47,7 +47,9 @@ def _time(cmd: list[str], runs: int) -> dict[str, float]:
 
 
 def run(runs: int) -> dict[str, Any]:
-    publisher = shutil.which("publisher") or "publisher"
+    from _common import entry_point
+
+    publisher = entry_point() or "publisher"
     with tempfile.TemporaryDirectory() as tmp:
         config = _workspace(Path(tmp), 200)
         return {
