@@ -145,14 +145,15 @@ class Publisher:
 
     def _begin(self, claim: q.Claim) -> _Intent | Outcome:
         """Judge the delivery and commit the intent (or why there is nothing to do) in one
-        transaction holding the row and the register version (PostgreSQL: FOR UPDATE and FOR
-        SHARE; SQLite: the write lock), so nothing the gate depends on (consent, revocation,
-        pause, cancellation) can commit between the judgement and the intent: such a change
-        waits, then finds the delivery in flight and takes it down.
+        transaction holding the row, the account and the register (PostgreSQL: FOR UPDATE on the
+        rows and a shared advisory lock on the register; SQLite: the write lock), so nothing the
+        gate depends on (consent, revocation, pause, never-publish, a new subject) can commit
+        between the judgement and the intent. Such a change waits, then finds the delivery in
+        flight: a withdrawal or takedown takes it down, `post cancel` refuses and says so.
 
         (An earlier design judged in a read-only transaction and re-checked the version: on
-        SQLite it cost a fifth of the burst rate, the extra transaction and reads outweighing
-        what it saved on the write lock, since the GIL serialises the judging anyway.)
+        SQLite it cost a fifth of the burst rate and, with 100 workers, a second on the slow
+        platforms benchmark: the extra transaction and reads outweighed what it saved.)
         """
         with db.transaction(self.service.engine) as s:
             row = self.queue.lock(s, claim.delivery_id)
