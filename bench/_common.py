@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import secrets
 import shutil
@@ -227,30 +226,6 @@ def drop_schema(name: str) -> None:
     engine.dispose()
 
 
-def _config_text(database_url: str, daemon: dict[str, float], accounts: Sequence[tuple[str, str]]) -> str:
-    lines = ["[publisher]", 'data_dir = "var"', 'timezone = "Europe/London"']
-    if database_url:
-        lines.append(f'database_url = "{database_url}"')
-    lines += ["", "[trust]", 'root_key_file = "keys/trust-root.pem"', "", "[log]", 'origin = "bench.invalid/log"', ""]
-    lines += ["[daemon]", *(f"{k} = {v!r}" for k, v in daemon.items()), ""]
-    lines += ["[[schools]]", 'id = "stmarys"', 'name = "St Mary\'s"']
-    for name, platform in accounts:
-        lines += ["", "[[accounts]]", f'name = "{name}"', 'school = "stmarys"', f'platform = "{platform}"']
-        lines += [f'handle = "{name}"', "sandbox = true", "posts_per_day = 1000000"]
-    return "\n".join(lines) + "\n"
-
-
-def _jpeg() -> bytes:
-    from PIL import Image
-
-    img = Image.new("RGB", (640, 640), (30, 120, 200))
-    exif = Image.Exif()
-    exif[0x010F], exif[0x0110] = "Apple", "iPhone 14"
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", exif=exif.tobytes())
-    return buf.getvalue()
-
-
 def make_workspace(
     base: Path,
     accounts: Sequence[tuple[str, str]],
@@ -265,12 +240,13 @@ def make_workspace(
     from publisher.domain.model import Role
     from publisher.service import Service
     from publisher.store import db, repo
+    from tests.contract.queue.world import config_text, jpeg  # the tests' workspace, shared
 
     base.mkdir(parents=True, exist_ok=True)
     schema, url = new_schema() if postgres else ("", "")
     path = base / "config.toml"
     daemon = daemon_settings(sandbox.port, workers, **(daemon_extra or {}))
-    path.write_text(_config_text(url, daemon, accounts), encoding="utf-8")
+    path.write_text(config_text(url, daemon, 1_000_000, accounts, origin="bench.invalid/log"), encoding="utf-8")
     cfg = cfgmod.load(path)
     for sub in ("media", "keys"):
         (cfg.data_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -282,7 +258,7 @@ def make_workspace(
     kid, key_path = svc.approver_add("Jane Head", Role.HEADTEACHER, ["stmarys"], ROOT_PW, HEAD_PW)
     svc.device_add("Apple", "iPhone 14")
     photo_path = base / "photo.jpg"
-    photo_path.write_bytes(_jpeg())
+    photo_path.write_bytes(jpeg())
     author = Service(svc.config, svc.engine, AUTHOR, svc.now)
     when = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
     draft = author.post_draft("The photo every benchmark post carries", [accounts[0][0]], when, [photo_path])

@@ -87,16 +87,12 @@ def ledger_rate(directory: Path, count: int, batch: int) -> float:
 def rows_of(first: int, end: int) -> tuple[list[tuple[Any, ...]], list[tuple[int, bytes]]]:
     """The log_entries rows [first, end) Ledger.append writes, and the log_tiles rows of the
     tiles they finish (``first`` on a tile boundary)."""
-    rows, tile_rows, tile = [], [], []
+    rows = []
     for i in range(first, end):
         raw = canonical.encode_versioned({**body(i), "seq": i, "kind": log.POST_PUBLISHED, "ts": TS})
-        leaf = merkle.leaf_hash(raw)
-        rows.append((i, log.POST_PUBLISHED, raw, leaf, TS))
-        tile.append(leaf)
-        if len(tile) == tiles.TILE_SIZE:
-            tile_rows.append((i // tiles.TILE_SIZE, merkle.root(tile)))
-            tile = []
-    return rows, tile_rows
+        rows.append((i, log.POST_PUBLISHED, raw, merkle.leaf_hash(raw), TS))
+    hashes = tiles.tile_hashes(r[3] for r in rows)
+    return rows, [(first // tiles.TILE_SIZE + k, h) for k, h in enumerate(hashes)]
 
 
 def raw_rate(directory: Path, count: int, batch: int) -> float:

@@ -88,10 +88,10 @@ def build(db_path: Path, entries: int, subjects: int, per_subject: int) -> tuple
     db.execute("COMMIT")
     named = subjects * per_subject
     stride = max(entries // max(named, 1), 1)  # every stride-th entry names one subject
-    tile: list[bytes] = []  # the leaves of the unfinished tile
-    for first in range(0, entries, 50_000):
-        rows, index, tile_rows = [], [], []
-        for seq in range(first, min(first + 50_000, entries)):
+    chunk = 200 * tiles.TILE_SIZE  # whole tiles per transaction
+    for first in range(0, entries, chunk):
+        rows, index = [], []
+        for seq in range(first, min(first + chunk, entries)):
             body: dict[str, Any] = {
                 "post": f"P-{seq:010d}",
                 "delivery": f"D-{seq:010d}",
@@ -113,12 +113,9 @@ def build(db_path: Path, entries: int, subjects: int, per_subject: int) -> tuple
                 body["subjects"] = [{"ref": refs[who], "sealed": _seal(keys[who], refs[who], fields)}]
                 index.append((refs[who], seq))
             raw = canonical.encode_versioned({**body, "seq": seq, "kind": kinds.POST_PUBLISHED, "ts": TS})
-            leaf = merkle.leaf_hash(raw)
-            rows.append((seq, kinds.POST_PUBLISHED, raw, leaf, TS))
-            tile.append(leaf)
-            if len(tile) == tiles.TILE_SIZE:
-                tile_rows.append((seq // tiles.TILE_SIZE, merkle.root(tile)))
-                tile = []
+            rows.append((seq, kinds.POST_PUBLISHED, raw, merkle.leaf_hash(raw), TS))
+        hashes = tiles.tile_hashes(r[3] for r in rows)
+        tile_rows = [(first // tiles.TILE_SIZE + k, h) for k, h in enumerate(hashes)]
         db.execute("BEGIN")
         db.executemany("INSERT INTO log_entries VALUES (?, ?, ?, ?, ?)", rows)
         db.executemany("INSERT INTO log_tiles (seq, hash) VALUES (?, ?)", tile_rows)

@@ -742,7 +742,7 @@ class Ledger:
 
 def _driver_execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
     """Run one statement on the DB-API connection under ``conn`` (same transaction)."""
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cursor = tiles.driver_cursor(conn)
     cursor.execute(sql, params)
     return cursor
 

@@ -239,7 +239,7 @@ class Tip:
 
     def flush(self, conn: Connection) -> None:
         """Insert the pending tiles, on the driver connection under ``conn`` (its transaction)."""
-        cursor = _driver_cursor(conn)
+        cursor = driver_cursor(conn)
         cursor.execute(_MAX_SQL)
         present = cursor.fetchone()[0]
         if present < self.stored:  # rows cannot be deleted; someone dropped the guards
@@ -311,5 +311,7 @@ class Rederived:
             )
 
 
-def _driver_cursor(conn: Connection) -> Any:
+def driver_cursor(conn: Connection) -> Any:
+    """A DB-API cursor on the connection under ``conn``, in its transaction: the append path's
+    statements skip SQLAlchemy's per-statement machinery, which cost more than the insert."""
     return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

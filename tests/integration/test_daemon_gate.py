@@ -101,6 +101,26 @@ def test_a_post_with_the_same_photo_twice_publishes_both(env: Env) -> None:
     assert len(live["media"]) == 2
 
 
+@pytest.mark.parametrize("change", ["replaced", "removed"])
+def test_an_image_changed_on_disk_after_approval_is_never_uploaded(env: Env, change: str) -> None:
+    """The publisher uploads the bytes its gate read; bytes that differ from the approved hash
+    (or are gone) block the delivery, and the platform receives nothing."""
+    from publisher.store import repo
+
+    w = env.w
+    pid = w.post(accounts=["stmarys-x"])
+    with db.reading(w.svc.engine) as s:
+        [media] = repo.post_media(s, pid)
+        path = repo.media_file(w.svc.config.media_dir, media)
+    if change == "replaced":
+        path.write_bytes(path.read_bytes() + b"\x00")
+    else:
+        path.unlink()
+    env.run()
+    assert "APPROVAL_CONTENT_MISMATCH" in blocked_codes(w)["stmarys-x"]  # (a missing file is unreadable too)
+    assert env.sb.created_count("x", env.platforms.sandbox_account_id("stmarys-x")) == 0
+
+
 def test_a_revoked_approver_blocks_every_delivery_at_post_time(env: Env) -> None:
     w = env.w
     w.post()

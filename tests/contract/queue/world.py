@@ -38,12 +38,17 @@ FAST = {
 
 
 def config_text(
-    database_url: str, daemon: dict[str, Any], posts_per_day: int, accounts: Sequence[tuple[str, str]]
+    database_url: str,
+    daemon: dict[str, Any],
+    posts_per_day: int,
+    accounts: Sequence[tuple[str, str]],
+    origin: str = "test.invalid/log",
 ) -> str:
+    """A config.toml for one school with sandbox accounts (also the benchmarks' workspace)."""
     lines = ["[publisher]", 'data_dir = "var"', 'timezone = "Europe/London"']
     if database_url:
         lines.append(f'database_url = "{database_url}"')
-    lines += ["", "[trust]", 'root_key_file = "keys/trust-root.pem"', "", "[log]", 'origin = "test.invalid/log"', ""]
+    lines += ["", "[trust]", 'root_key_file = "keys/trust-root.pem"', "", "[log]", f'origin = "{origin}"', ""]
     lines += ["[daemon]", *(f"{k} = {v!r}" for k, v in daemon.items()), ""]
     lines += ["[[schools]]", 'id = "stmarys"', 'name = "St Mary\'s"']
     for name, platform in accounts:
