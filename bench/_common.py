@@ -446,7 +446,7 @@ def active_count(ws: Workspace) -> int:
     from publisher.store import db
     from publisher.store import models as m
 
-    with db.transaction(ws.svc.engine) as s:
+    with db.reading(ws.svc.engine) as s:
         q = select(func.count()).where(m.DeliveryRow.status.in_(ACTIVE))
         return int(s.scalar(q) or 0)
 
@@ -485,7 +485,7 @@ def outcomes(ws: Workspace) -> tuple[dict[str, int], list[tuple[datetime, dateti
     from publisher.store import models as m
 
     D = m.DeliveryRow
-    with db.transaction(ws.svc.engine) as s:
+    with db.reading(ws.svc.engine) as s:
         rows = list(s.execute(select(D.status, D.due_at, D.published_at)))
     counts: dict[str, int] = {}
     times = []

@@ -32,7 +32,7 @@ from publisher.queue import store as q
 from publisher.queue.lock import DaemonLock
 from publisher.queue.settings import QueueSettings
 from publisher.queue.status import expiring_consents, last_checkpoint_size
-from publisher.queue.worker import Publisher
+from publisher.queue.worker import Begun, Publisher
 from publisher.store import db, repo
 
 if TYPE_CHECKING:
@@ -236,8 +236,8 @@ class Daemon:
     def _work_account(self, account: str) -> None:
         while not self.stopping.is_set():
             claims = self.queue.claim(self.service.now(), account, BATCH)
-            if not claims or not self._run_claims(account, claims):
-                return
+            if not claims or not self._run_claims(account, claims) or len(claims) < BATCH:
+                return  # a short batch was all that was due: no empty claim (a write) to find out
 
     def _switch(self, done: str) -> str | None:
         """Hand this worker from `done` to another idle account with due work, or to none."""
@@ -257,16 +257,20 @@ class Daemon:
         return None
 
     def _run_claims(self, account: str, claims: list[q.Claim]) -> bool:
+        begun: Begun | None = None  # the claim at i, begun when the one before went live (Outcome.then)
         for i, claim in enumerate(claims):
-            if self.stopping.is_set():
+            if self.stopping.is_set() and begun is None:  # (one begun is in flight: finish it)
                 self.queue.release([c.delivery_id for c in claims[i:]])
                 return False
+            nxt = claims[i + 1] if i + 1 < len(claims) else None
+            then = nxt if nxt is not None and not nxt.reconcile and not self.stopping.is_set() else None
             try:
-                outcome = self.publisher.handle(claim)
+                outcome = self.publisher.handle(claim, then, begun)
             except Exception:  # the store failed, say: give back what this worker still holds
                 with contextlib.suppress(Exception):
                     self.queue.release([c.delivery_id for c in claims[i:]])
                 raise
+            begun = outcome.then
             if outcome.state in (q.LIVE, q.BLOCKED, q.UNCONFIRMED):
                 self._dirty = True
             if outcome.hold_until is not None or outcome.in_doubt:

@@ -608,12 +608,15 @@ class Service:
         stage: gate.Stage,
         token: str | None = None,
         read: list[tuple[str, bytes, str]] | None = None,
+        register: repo.Register | None = None,
     ) -> list[gate.GateInput]:
+        """What the gate reads for each of the post's accounts. `register`: the caller's, read
+        in this transaction (the publisher's, taken with the register lock)."""
         row = repo.get_post(s, post_id)
         post = repo.domain_post(s, row, self.media_refs(s, post_id, read))
         approval = repo.latest_approval(s, post_id)
         tok = token if token is not None else (approval.token if approval else None)
-        register = self.register(s)
+        register = register or self.register(s)
         subjects, consents = register.subjects, list(register.consents)
         for f in post.featured:  # a featured subject must be found even if the register lost them
             if f.subject_id not in subjects:
@@ -629,7 +632,7 @@ class Service:
             root_public_key=self.root_public_key(),
             subjects=subjects,
             consents=consents,
-            settings=self.policy(s),
+            settings=self.policy(register),
             now=self.now(),
             stage=stage,
             tz_name=self.config.timezone,
@@ -642,18 +645,19 @@ class Service:
             out.append(gate.GateInput(account_name=name, account=account, **common))  # type: ignore[arg-type]
         return out
 
-    def register(self, s: Session) -> repo.Register:
+    def register(self, s: Session, lock: bool = False) -> repo.Register:
         """The Trust's register as the gate reads it, cached while the register version stands
-        (every delivery's gate would otherwise load every subject and consent event)."""
-        version = repo.register_version(s)
+        (every delivery's gate would otherwise load every subject and consent event). `lock`:
+        held until the transaction ends (see repo.register_version)."""
+        version = repo.register_version(s, lock=lock)
         cached = self._register
         if cached is None or cached.version != version:
             cached = self._register = repo.load_register(s, version)
         return cached
 
-    def policy(self, s: Session) -> PolicySettings:
+    def policy(self, register: repo.Register) -> PolicySettings:
         return PolicySettings(
-            paused=repo.control(s, "paused") == "yes",
+            paused=register.paused,
             device_unknown_blocks=self.config.device_unknown_blocks,
             max_media_bytes=self.config.max_media_bytes,
         )
@@ -780,14 +784,16 @@ class Service:
         """What the log keeps, sealed, about each subject of a post: those featured, and those
         the text names without featuring them (their SAR must show the post too)."""
         out: dict[str, dict[str, object]] = {}
+        register = self.register(s)
         for f in post.featured:
-            row = s.get(m.SubjectRow, f.subject_id)
+            known = register.subjects.get(f.subject_id)
+            row = None if known else s.get(m.SubjectRow, f.subject_id)  # erased since, say
             out[f.subject_id] = {
-                "name": row.display_name if row else "",
+                "name": known.display_name if known else row.display_name if row else "",
                 "caption": post.text,
                 "scopes": sorted(sc.value for sc in f.scopes),
             }
-        for subject in gate.named_subjects(post.text, self.register(s).subjects):
+        for subject in gate.named_subjects(post.text, register.subjects):
             out.setdefault(subject.id, {"name": subject.display_name, "caption": post.text, "scopes": ["named"]})
         return out
 

@@ -56,6 +56,7 @@ class Outcome:
 
     state: str
     hold_until: datetime | None = None
+    then: Begun | None = None  # the next claim, begun in the same transaction
 
     @property
     def in_doubt(self) -> bool:
@@ -83,6 +84,9 @@ class _Intent:
     post: Post
 
 
+Begun = _Intent | Outcome  # what beginning a claim gave: its intent, or why there is none
+
+
 class Publisher:
     def __init__(
         self,
@@ -98,18 +102,26 @@ class Publisher:
         self.settings = settings
         self.rnd = rnd or random.Random()  # noqa: S311 - jitter, not security
 
-    def handle(self, claim: q.Claim) -> Outcome:
-        return self.reconcile(claim) if claim.reconcile else self.publish(claim)
+    def handle(self, claim: q.Claim, then: q.Claim | None = None, begun: Begun | None = None) -> Outcome:
+        """Publish (or look up) one claim. `then`: the account's next queued claim, begun (judged,
+        its intent committed) in the transaction that records this one live, and returned as
+        `Outcome.then` to pass back here as `begun`: one write transaction per delivery instead
+        of two, and one turn fewer on SQLite's write lock between an account's deliveries."""
+        if begun is not None:
+            return begun if isinstance(begun, Outcome) else self.publish(claim, then, begun)
+        return self.reconcile(claim) if claim.reconcile else self.publish(claim, then)
 
     # -- publish ---------------------------------------------------------------------------
-    def publish(self, claim: q.Claim) -> Outcome:
+    def publish(self, claim: q.Claim, then: q.Claim | None = None, begun: _Intent | None = None) -> Outcome:
         try:
             connector = self.platforms.connector(claim.account)
         except PublisherError as exc:  # no credentials, or the vault cannot be read: a person must act
-            return self._cannot_connect(claim, exc)
-        begun = self._begin(claim)
-        if isinstance(begun, Outcome):
-            return begun
+            return self._cannot_connect(claim, exc, in_flight=begun is not None)  # nothing was sent
+        if begun is None:
+            started = self._begin(claim)
+            if isinstance(started, Outcome):
+                return started
+            begun = started
         try:
             with _Renewing(self.queue, claim.delivery_id, self.service.now):
                 ref = connector.publish(begun.rendered)
@@ -124,7 +136,7 @@ class Publisher:
             self._to_reconcile(claim, f"unexpected {type(exc).__name__}")
             return self.reconcile(claim)
         try:
-            return self._record_live(claim, ref, reconciled=False, judged=begun)
+            return self._record_live(claim, ref, reconciled=False, judged=begun, then=then)
         except Exception as exc:  # published, but not recorded (the database failed): in doubt
             log.exception("published but not recorded", extra={**self._ids(claim), "platform_id": ref.platform_id})
             with contextlib.suppress(Exception):
@@ -133,10 +145,12 @@ class Publisher:
                 "lookup_retry", hold_until=self.service.now() + timedelta(seconds=self.settings.settle_seconds)
             )
 
-    def _cannot_connect(self, claim: q.Claim, exc: PublisherError) -> Outcome:
+    def _cannot_connect(self, claim: q.Claim, exc: PublisherError, in_flight: bool = False) -> Outcome:
+        """No connector for the account. `in_flight`: its intent was committed (begun with the
+        last delivery) but no call was made."""
         with db.transaction(self.service.engine) as s:
             row = self.queue.lock(s, claim.delivery_id)
-            if row is None or row.status != q.QUEUED:
+            if row is None or row.status != (q.INFLIGHT if in_flight else q.QUEUED):
                 return Outcome("lost")
             self.queue.finish(row, q.FAILED, str(exc))
             self.queue.set_attention(s, row.account, str(exc))
@@ -156,22 +170,26 @@ class Publisher:
         platforms benchmark: the extra transaction and reads outweighed what it saved.)
         """
         with db.transaction(self.service.engine) as s:
-            row = self.queue.lock(s, claim.delivery_id)
-            if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
-                return Outcome("lost")
-            if self.queue.busy_elsewhere(s, row):  # another daemon is publishing on the account
-                row.lease_owner, row.lease_expires = "", None
-                return Outcome("account_busy", hold_until=self.service.now() + ACCOUNT_BUSY_WAIT)
-            repo.register_version(s, lock=True)
-            return self._apply(s, row, claim, self._decide(s, row))
+            return self._intend(s, claim)
 
-    def _decide(self, s: Session, row: m.DeliveryRow) -> _Decision:
+    def _intend(self, s: Session, claim: q.Claim) -> Begun:
+        """_begin's work inside the caller's write transaction."""
+        row = self.queue.lock(s, claim.delivery_id)
+        if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
+            return Outcome("lost")
+        if self.queue.busy_elsewhere(s, row):  # another daemon is publishing on the account
+            row.lease_owner, row.lease_expires = "", None
+            return Outcome("account_busy", hold_until=self.service.now() + ACCOUNT_BUSY_WAIT)
+        register = self.service.register(s, lock=True)
+        return self._apply(s, row, claim, self._decide(s, row, register))
+
+    def _decide(self, s: Session, row: m.DeliveryRow, register: repo.Register) -> _Decision:
         """What to do with a queued delivery now (reads only)."""
         now = self.service.now()
         if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
             return _Decision("cancel")
         read: list[tuple[str, bytes, str]] = []  # the bytes the gate judged, uploaded as they are
-        gi = self._gate_input(s, row, read)
+        gi = self._gate_input(s, row, read, register)
         blocking = gate.blocking(gate.evaluate(gi) if gi is not None else [_not_a_target(row)])
         if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
             return _Decision("paused", until=now + PAUSE_RECHECK)
@@ -208,8 +226,10 @@ class Publisher:
         self._note(claim, "publish_started", attempt=intent.attempts)
         return intent
 
-    def _gate_input(self, s: Session, row: m.DeliveryRow, read: list[tuple[str, bytes, str]]) -> gate.GateInput | None:
-        for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH, read=read):
+    def _gate_input(
+        self, s: Session, row: m.DeliveryRow, read: list[tuple[str, bytes, str]], register: repo.Register
+    ) -> gate.GateInput | None:
+        for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH, read=read, register=register):
             if gi.account_name == row.account:
                 return gi
         return None
@@ -262,24 +282,31 @@ class Publisher:
 
     # -- results -----------------------------------------------------------------------------
     def _record_live(
-        self, claim: q.Claim, ref: PublishedRef, *, reconciled: bool, judged: _Intent | None = None
+        self,
+        claim: q.Claim,
+        ref: PublishedRef,
+        *,
+        reconciled: bool,
+        judged: _Intent | None = None,
+        then: q.Claim | None = None,
     ) -> Outcome:
         """The delivery is live: its row and its POST_PUBLISHED entry, in one transaction.
         `judged`: the intent this process published (its post, as judged, and the exact media
-        uploaded); a delivery found by a look-up is described from the store instead."""
+        uploaded); a delivery found by a look-up is described from the store instead. `then`:
+        begun in the same transaction (see `handle`)."""
+        nxt: Begun | None = None
         svc, now = self.service, self.service.now()
         with db.transaction(svc.engine) as s:
             row = self.queue.lock(s, claim.delivery_id)
             if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
                 return Outcome("lost")  # another daemon recorded it first
             self.queue.mark_live(row, ref.platform_id, ref.url, now)
-            post_row = repo.get_post(s, row.post_id)
-            if post_row.status == "approved":
-                post_row.status = "published"
+            repo.mark_post_published(s, row.post_id)
             approval = repo.latest_approval(s, row.post_id)
             if judged is not None:
                 post, media = judged.post, [item.sha256 for item in judged.rendered.media]
             else:
+                post_row = repo.get_post(s, row.post_id)
                 post, media = repo.domain_post(s, post_row, ()), [md.sha256 for md in repo.post_media(s, row.post_id)]
             body: dict[str, Any] = {
                 "post": row.post_id,
@@ -295,8 +322,21 @@ class Publisher:
                 "reconciled": reconciled,
             }
             svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, post))
+            if then is not None:
+                nxt = self._intend_within(s, then)
         self._note(claim, "published", platform_id=ref.platform_id, reconciled=reconciled)
-        return Outcome(q.LIVE)
+        return Outcome(q.LIVE, then=nxt)
+
+    def _intend_within(self, s: Session, then: q.Claim) -> Begun | None:
+        """Begin `then` inside a savepoint of the caller's transaction: should judging it fail,
+        only its part is undone (the record of the delivery that went live stands) and it is
+        begun again on its own (None)."""
+        try:
+            with s.begin_nested():
+                return self._intend(s, then)
+        except Exception:
+            log.exception("could not begin the next delivery with the last", extra=self._ids(then))
+            return None
 
     def _failed_call(self, claim: q.Claim, exc: ConnectorError, attempts: int) -> Outcome:
         """The platform certainly did not publish: decide between later and never."""

@@ -7,7 +7,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from publisher.domain.approval import Signed
@@ -63,6 +63,7 @@ class Register:
     consents: tuple[ConsentEvent, ...]
     certificates: tuple[Signed, ...]
     revocations: tuple[Signed, ...]
+    paused: bool  # the emergency stop (pause and resume bump the version too)
 
 
 def load_register(s: Session, version: int) -> Register:
@@ -73,6 +74,7 @@ def load_register(s: Session, version: int) -> Register:
         tuple(consent_events(s, list(subjects))),
         tuple(certificates(s)),
         tuple(revocations(s)),
+        control(s, "paused") == "yes",
     )
 
 
@@ -148,6 +150,16 @@ _LATEST_APPROVAL: Final = (
 _USED_APPROVALS: Final = select(m.DeliveryRow.jti, m.DeliveryRow.account).where(
     m.DeliveryRow.post_id == _POST_ID, m.DeliveryRow.status.in_(("live", "taken_down")), m.DeliveryRow.jti != ""
 )
+
+
+_POST_PUBLISHED: Final = (
+    update(m.PostRow).where(m.PostRow.id == _POST_ID, m.PostRow.status == "approved").values(status="published")
+)
+
+
+def mark_post_published(s: Session, post_id: str) -> None:
+    """An approved post with a delivery live is published (one statement, no row loaded)."""
+    s.execute(_POST_PUBLISHED, {"post_id": post_id})
 
 
 def post_accounts(s: Session, post_id: str) -> list[str]:

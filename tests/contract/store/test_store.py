@@ -63,6 +63,17 @@ def test_sqlite_runs_wal_full_with_foreign_keys(svc: Service) -> None:
         assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
+def test_a_reading_unit_of_work_does_not_wait_for_a_writer(svc: Service) -> None:
+    """`db.reading` never takes SQLite's write lock (BEGIN, not BEGIN IMMEDIATE), so the gate
+    and `status` read while the daemon writes. Broken, this waits out the busy timeout and fails."""
+    with svc.engine.connect() as writer:
+        writer.begin()  # SQLite: BEGIN IMMEDIATE, the write lock held until rollback
+        writer.execute(sa.update(m.PostRow).where(m.PostRow.id == "none").values(text="x"))
+        with db.reading(svc.engine) as s:
+            assert s.scalar(sa.select(sa.func.count()).select_from(m.PostRow)) == 0
+        writer.rollback()
+
+
 def test_foreign_keys_are_enforced(svc: Service) -> None:
     with pytest.raises(sa.exc.IntegrityError), db.transaction(svc.engine) as s:
         s.add(m.ConsentEventRow(subject_id="S-NONE", platform="x", scope="image", action="grant", at=NOW, actor="a"))

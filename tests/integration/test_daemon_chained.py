@@ -1,0 +1,94 @@
+"""An account's next delivery is begun (judged, its intent committed) in the transaction that
+records the last one live: one write transaction per delivery instead of two. Tried through
+the real connectors and the emulators."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from publisher.daemon import Daemon
+from publisher.queue.settings import QueueSettings
+from publisher.queue.worker import Outcome, Publisher
+from tests.contract.queue.world import deliveries, log_bodies
+
+from .test_daemon_review import drain, running
+
+
+def _three_posts(w: Any) -> list[str]:
+    ids = [w.post(text=f"Newsletter {i}", accounts=["stmarys-x"]) for i in range(3)]
+    time.sleep(1.1)
+    return ids
+
+
+def test_the_next_delivery_is_begun_with_the_record_of_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    begins: list[str] = []
+    original = Publisher._begin
+
+    def counted(self: Publisher, claim: Any) -> Any:
+        begins.append(claim.delivery_id)
+        return original(self, claim)
+
+    monkeypatch.setattr(Publisher, "_begin", counted)
+    with running(tmp_path) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        _three_posts(w)
+        drain(w, p)
+        rows = deliveries(w.svc)
+        assert [(r.status, r.attempts) for r in rows] == [("live", 1)] * 3
+        assert len(begins) == 1  # the other two were begun as the one before went live
+        assert sb.created_count("x", xid) == 3
+        assert len(log_bodies(w.svc, "post_published")) == 3
+
+
+def test_a_failure_judging_the_next_delivery_undoes_only_its_part(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next delivery is begun in a savepoint: it is marked in flight, then judging fails;
+    the record of the last stands, and the next is begun again on its own and goes out once."""
+    original = Publisher._intend
+    calls: list[str] = []
+
+    def fails_once_after_writing(self: Publisher, s: Any, claim: Any) -> Any:
+        calls.append(claim.delivery_id)
+        result = original(self, s, claim)
+        if len(calls) == 2:  # the first begun with the record of the one before
+            s.flush()
+            raise RuntimeError("a bug while judging")
+        return result
+
+    monkeypatch.setattr(Publisher, "_intend", fails_once_after_writing)
+    with running(tmp_path) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        _three_posts(w)
+        drain(w, p)
+        assert len(calls) == 4  # the failed one was begun again
+        assert [(r.status, r.attempts) for r in deliveries(w.svc)] == [("live", 1)] * 3
+        assert sb.created_count("x", xid) == 3
+        assert len(log_bodies(w.svc, "post_published")) == 3
+
+
+def test_stopping_finishes_the_delivery_already_in_flight_and_gives_back_the_rest(tmp_path: Path) -> None:
+    with running(tmp_path) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        _three_posts(w)
+        with Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:
+            handle = d.publisher.handle
+
+            def stop_after_the_first(claim: Any, then: Any = None, begun: Any = None) -> Outcome:
+                outcome = handle(claim, then, begun)
+                if outcome.then is not None:
+                    d.stopping.set()  # SIGTERM arrives while the next is in flight
+                return outcome
+
+            d.publisher.handle = stop_after_the_first  # type: ignore[method-assign]
+            d.dispatch()
+            d.wait_idle(20)
+        rows = deliveries(w.svc)
+        assert [(r.status, r.lease_owner) for r in rows] == [("live", ""), ("live", ""), ("queued", "")]
+        assert sb.created_count("x", xid) == 2
