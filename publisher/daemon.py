@@ -123,8 +123,8 @@ class Daemon:
         self.platforms = platforms or make_platforms(service, settings)
         self.owner = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(3)}"
         self.queue = q.SqlAlchemyQueue(service.engine, self.owner, timedelta(seconds=settings.lease_seconds))
-        self.publisher = Publisher(service, self.platforms, self.queue, settings)
         self.stopping = threading.Event()
+        self.publisher = Publisher(service, self.platforms, self.queue, settings, stopping=self.stopping)
         self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="publish")
         self._busy: dict[str, Future[None]] = {}
         self._held: dict[str, datetime] = {}
@@ -236,8 +236,11 @@ class Daemon:
     def _work_account(self, account: str) -> None:
         while not self.stopping.is_set():
             claims = self.queue.claim(self.service.now(), account, BATCH)
-            if not claims or not self._run_claims(account, claims) or len(claims) < BATCH:
-                return  # a short batch was all that was due: no empty claim (a write) to find out
+            if not claims or not self._run_claims(account, claims):
+                return
+            if len(claims) < BATCH and not any(c.reconcile for c in claims):
+                return  # that was all that was due: no empty claim (a write) to find out
+            # (a look-up settled may free queued deliveries the claim could not take meanwhile)
 
     def _switch(self, done: str) -> str | None:
         """Hand this worker from `done` to another idle account with due work, or to none."""

@@ -398,10 +398,12 @@ class Service:
         """Record the withdrawal and, in the same transaction, queue the takedown of every live post
         on that platform that relied on it (featuring the subject for that use, or naming them).
         Returns the takedown requests queued."""
-        from publisher.takedown import queue_consent_takedowns
+        from publisher.takedown import consent_takedowns_due, queue_consent_takedowns
 
         with db.transaction(self.engine) as s:
+            repo.hold_register(s, shared=False)  # then the rows, then the log: see hold_register
             row = repo.get_subject(s, subject_id)
+            due = consent_takedowns_due(s, subject_id, platform.value, scope.value)
             repo.add_consent(
                 s, subject_id, platform, scope, ConsentAction.WITHDRAW, self.now(), self.actor, evidence.strip()
             )
@@ -409,7 +411,7 @@ class Service:
             self.record(
                 s, kinds.CONSENT_WITHDRAWN, body, {subject_id: {"name": row.display_name, "evidence": evidence.strip()}}
             )
-            queued = queue_consent_takedowns(self, s, subject_id, platform.value, scope.value)
+            queued = queue_consent_takedowns(self, s, due, platform.value, scope.value)
         return queued
 
     def consent_rows(self, subject_id: str | None = None) -> list[m.ConsentEventRow]:
@@ -544,6 +546,7 @@ class Service:
 
     def post_cancel(self, post_id: str, reason: str = "") -> None:
         with db.transaction(self.engine) as s:
+            repo.hold_register(s, shared=False)  # before the rows: see hold_register
             row = repo.get_post(s, post_id)
             if row.status in ("cancelled", "published"):
                 raise UsageError(

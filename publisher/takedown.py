@@ -157,6 +157,7 @@ def request_takedown(
     """
     reason, requested_by = _check_words(reason, requested_by)
     with db.transaction(service.engine) as s:
+        repo.hold_register(s, shared=False)  # before the rows: see hold_register
         post = repo.get_post(s, post_id)
         q = select(m.DeliveryRow).where(m.DeliveryRow.post_id == post_id).order_by(m.DeliveryRow.account)
         # Locked (PostgreSQL): a delivery a daemon is judging is read after its intent commits,
@@ -200,13 +201,15 @@ def _nothing_to_do(post: m.PostRow, deliveries: Sequence[m.DeliveryRow]) -> None
 def _live_featuring(
     s: Session, subject_id: str, platform: str | None, scope: str | None = None
 ) -> dict[str, list[m.DeliveryRow]]:
-    """Live (or unsettled) deliveries of posts featuring the subject, by post id."""
+    """Live (or unsettled) deliveries of posts featuring the subject, by post id; locked
+    (PostgreSQL: FOR UPDATE), so the caller holds every row before its first log entry."""
     q = (
         select(m.DeliveryRow)
         .join(m.PostSubjectRow, m.PostSubjectRow.post_id == m.DeliveryRow.post_id)
         .join(m.AccountRow, m.AccountRow.name == m.DeliveryRow.account)
         .where(m.PostSubjectRow.subject_id == subject_id, m.DeliveryRow.status.in_(("live", *UNSETTLED)))
         .order_by(m.DeliveryRow.post_id, m.DeliveryRow.account)
+        .with_for_update(of=m.DeliveryRow)
     )
     if platform is not None:
         q = q.where(m.AccountRow.platform == platform)
@@ -238,6 +241,7 @@ def _live_naming(s: Session, subject_id: str, platform: str | None) -> list[m.De
         .join(m.AccountRow, m.AccountRow.name == m.DeliveryRow.account)
         .where(m.DeliveryRow.status.in_(("live", *UNSETTLED)))
         .order_by(m.DeliveryRow.post_id, m.DeliveryRow.account)
+        .with_for_update(of=m.DeliveryRow)
     )
     if platform is not None:
         q = q.where(m.AccountRow.platform == platform)
@@ -250,6 +254,7 @@ def request_subject_takedown(
     """Queue takedowns of every live post featuring the subject (on ``platform`` only, if given)."""
     reason, requested_by = _check_words(reason, requested_by)
     with db.transaction(service.engine) as s:
+        repo.hold_register(s, shared=False)  # then the rows, then the log: see hold_register
         repo.get_subject(s, subject_id)
         found = _live_featuring(s, subject_id, platform)
         return [
@@ -257,12 +262,17 @@ def request_subject_takedown(
         ]
 
 
+def consent_takedowns_due(s: Session, subject_id: str, platform: str, scope: str) -> dict[str, list[m.DeliveryRow]]:
+    """Inside the withdrawal's transaction, before its log entry: the live (or unsettled)
+    deliveries on ``platform`` that relied on the subject's ``scope`` consent, locked."""
+    return _live_featuring(s, subject_id, platform, scope)
+
+
 def queue_consent_takedowns(
-    service: Service, s: Session, subject_id: str, platform: str, scope: str
+    service: Service, s: Session, found: dict[str, list[m.DeliveryRow]], platform: str, scope: str
 ) -> list[Requested]:
-    """Inside the withdrawal's transaction ``s``: queue takedowns of every live post on
-    ``platform`` that relied on the subject's ``scope`` consent. Returns what was queued."""
-    found = _live_featuring(s, subject_id, platform, scope)
+    """Inside the withdrawal's transaction ``s``: queue takedowns of the deliveries ``found`` by
+    consent_takedowns_due. Returns what was queued."""
     reason = f"consent withdrawn: {scope} on {platform}"
     return [
         _queue(service, s, repo.get_post(s, pid), ds, reason, service.actor, "consent_withdrawn")

@@ -95,12 +95,14 @@ class Publisher:
         queue: q.SqlAlchemyQueue,
         settings: QueueSettings,
         rnd: random.Random | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:
         self.service = service
         self.platforms = platforms
         self.queue = queue
         self.settings = settings
         self.rnd = rnd or random.Random()  # noqa: S311 - jitter, not security
+        self.stopping = stopping or threading.Event()  # set: begin nothing more (see handle)
 
     def handle(self, claim: q.Claim, then: q.Claim | None = None, begun: Begun | None = None) -> Outcome:
         """Publish (or look up) one claim. `then`: the account's next queued claim, begun (judged,
@@ -173,14 +175,14 @@ class Publisher:
             return self._intend(s, claim)
 
     def _intend(self, s: Session, claim: q.Claim) -> Begun:
-        """_begin's work inside the caller's write transaction."""
+        """_begin's work inside the caller's write transaction (register first: see hold_register)."""
+        register = self.service.register(s, lock=True)
         row = self.queue.lock(s, claim.delivery_id)
         if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
             return Outcome("lost")
         if self.queue.busy_elsewhere(s, row):  # another daemon is publishing on the account
             row.lease_owner, row.lease_expires = "", None
             return Outcome("account_busy", hold_until=self.service.now() + ACCOUNT_BUSY_WAIT)
-        register = self.service.register(s, lock=True)
         return self._apply(s, row, claim, self._decide(s, row, register))
 
     def _decide(self, s: Session, row: m.DeliveryRow, register: repo.Register) -> _Decision:
@@ -293,14 +295,19 @@ class Publisher:
         """The delivery is live: its row and its POST_PUBLISHED entry, in one transaction.
         `judged`: the intent this process published (its post, as judged, and the exact media
         uploaded); a delivery found by a look-up is described from the store instead. `then`:
-        begun in the same transaction (see `handle`)."""
+        begun in the same transaction (see `handle`), unless the daemon is stopping; should the
+        commit fail, this record goes with it and the delivery is looked up (never re-sent)."""
         nxt: Begun | None = None
         svc, now = self.service, self.service.now()
         with db.transaction(svc.engine) as s:
+            repo.hold_register(s, shared=True)  # before the row: see hold_register
             row = self.queue.lock(s, claim.delivery_id)
             if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
                 return Outcome("lost")  # another daemon recorded it first
             self.queue.mark_live(row, ref.platform_id, ref.url, now)
+            if then is not None and not self.stopping.is_set():
+                # Before this one's log entry: locks in the order register, rows, log.
+                nxt = self._intend_within(s, then)
             repo.mark_post_published(s, row.post_id)
             approval = repo.latest_approval(s, row.post_id)
             if judged is not None:
@@ -322,8 +329,6 @@ class Publisher:
                 "reconciled": reconciled,
             }
             svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, post))
-            if then is not None:
-                nxt = self._intend_within(s, then)
         self._note(claim, "published", platform_id=ref.platform_id, reconciled=reconciled)
         return Outcome(q.LIVE, then=nxt)
 

@@ -247,6 +247,14 @@ def register_version(s: Session, lock: bool = False) -> int:
     return int(value) if value else 0
 
 
+def hold_register(s: Session, shared: bool) -> None:
+    """Take the register lock (PostgreSQL) before any delivery row or the log. The order of
+    locks is always register, rows, log: a publisher judging or recording a delivery holds it
+    shared; a change to what the gate reads (withdrawal, cancel, takedown, pause) exclusive. So
+    no two of them can each hold what the other waits for (PostgreSQL would abort one)."""
+    _register_lock(s, "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock")
+
+
 def _register_lock(s: Session, function: str) -> None:
     """PostgreSQL: a transaction-scoped advisory lock on the register. Its queue is fair: once a
     change waits for it, new publishers wait behind the change, so `pause` or a withdrawal is

@@ -92,3 +92,82 @@ def test_stopping_finishes_the_delivery_already_in_flight_and_gives_back_the_res
         rows = deliveries(w.svc)
         assert [(r.status, r.lease_owner) for r in rows] == [("live", ""), ("live", ""), ("queued", "")]
         assert sb.created_count("x", xid) == 2
+
+
+def test_stopping_during_a_call_begins_nothing_more(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM while a delivery's platform call is under way: its result is recorded, and the
+    next is not begun (it could outlast the grace period and be released while in flight)."""
+    with running(tmp_path) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        _three_posts(w)
+        with Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:
+            original = Publisher._record_live
+
+            def stop_first(self: Publisher, *args: Any, **kw: Any) -> Outcome:
+                d.stopping.set()  # the call has returned; the daemon was told to stop meanwhile
+                return original(self, *args, **kw)
+
+            monkeypatch.setattr(Publisher, "_record_live", stop_first)
+            d.dispatch()
+            d.wait_idle(20)
+        rows = deliveries(w.svc)
+        assert [(r.status, r.lease_owner) for r in rows] == [("live", ""), ("queued", ""), ("queued", "")]
+        assert sb.created_count("x", xid) == 1
+
+
+def test_a_withdrawal_while_the_next_delivery_is_judged_waits_and_takes_down_what_went_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """A withdrawal arriving as the next delivery is judged inside the record of the last: it
+    waits for that transaction (PostgreSQL: the register lock, taken first by both; SQLite: the
+    write lock), never deadlocks, and takes down both posts that went out; the third is blocked.
+    (With the register taken after the rows, PostgreSQL aborted one side as a deadlock.)"""
+    import threading
+
+    from publisher.domain.limits import Platform
+    from publisher.domain.model import Scope
+    from publisher.platforms import Platforms
+    from publisher.sandbox import Sandbox
+    from tests.contract.queue.world import build_world
+
+    from .test_daemon_review import CS
+
+    original = Publisher._intend_within
+    withdrawal: list[threading.Thread] = []
+    waited: list[bool] = []
+    errors: list[str] = []
+
+    def withdraw_while_judging_the_next(self: Publisher, s: Any, then: Any) -> Any:
+        if not withdrawal:
+
+            def withdraw() -> None:
+                try:
+                    w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
+                except Exception as exc:  # a deadlock surfaces here (or in the daemon's record)
+                    errors.append(repr(exc))
+
+            withdrawal.append(threading.Thread(target=withdraw))
+            withdrawal[0].start()
+            withdrawal[0].join(0.5)
+            waited.append(withdrawal[0].is_alive())
+        return original(self, s, then)
+
+    monkeypatch.setattr(Publisher, "_intend_within", withdraw_while_judging_the_next)
+    w = build_world(tmp_path / "w", database_url)
+    try:
+        with (
+            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
+            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
+        ):
+            xid = p.sandbox_account_id("stmarys-x")
+            _three_posts(w)
+            drain(w, p)
+            withdrawal[0].join(15)
+            assert errors == [] and waited == [True]
+            drain(w, p)  # the takedowns the withdrawal queued
+            rows = deliveries(w.svc)
+            assert [r.status for r in rows] == ["taken_down", "taken_down", "blocked"]
+            assert sb.created_count("x", xid) == 2 and sb.live("x", xid) == []
+            assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [False, False]
+    finally:
+        w.svc.close()
