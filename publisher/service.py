@@ -783,11 +783,12 @@ class Service:
         except ap.SignatureProblem as exc:
             raise TrustProblem(f"The certificate for key {kid} is not valid ({exc}): ask the DFO") from None
 
-    def personal(self, s: Session, post: Post) -> dict[str, dict[str, object]]:
+    def personal(self, s: Session, post: Post, register: repo.Register | None = None) -> dict[str, dict[str, object]]:
         """What the log keeps, sealed, about each subject of a post: those featured, and those
-        the text names without featuring them (their SAR must show the post too)."""
+        the text names without featuring them (their SAR must show the post too). `register`:
+        the caller's, read in this transaction."""
         out: dict[str, dict[str, object]] = {}
-        register = self.register(s)
+        register = register or self.register(s)
         for f in post.featured:
             known = register.subjects.get(f.subject_id)
             row = None if known else s.get(m.SubjectRow, f.subject_id)  # erased since, say

@@ -174,9 +174,10 @@ class Publisher:
         with db.transaction(self.service.engine) as s:
             return self._intend(s, claim)
 
-    def _intend(self, s: Session, claim: q.Claim) -> Begun:
-        """_begin's work inside the caller's write transaction (register first: see hold_register)."""
-        register = self.service.register(s, lock=True)
+    def _intend(self, s: Session, claim: q.Claim, register: repo.Register | None = None) -> Begun:
+        """_begin's work inside the caller's write transaction (register first: see hold_register;
+        `register`: the caller's, taken with the lock in this transaction)."""
+        register = register or self.service.register(s, lock=True)
         row = self.queue.lock(s, claim.delivery_id)
         if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
             return Outcome("lost")
@@ -300,16 +301,16 @@ class Publisher:
         nxt: Begun | None = None
         svc, now = self.service, self.service.now()
         with db.transaction(svc.engine) as s:
-            repo.hold_register(s, shared=True)  # before the row: see hold_register
+            register = svc.register(s, lock=True)  # before the row: see repo.hold_register
             row = self.queue.lock(s, claim.delivery_id)
             if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
                 return Outcome("lost")  # another daemon recorded it first
             self.queue.mark_live(row, ref.platform_id, ref.url, now)
             if then is not None and not self.stopping.is_set():
                 # Before this one's log entry: locks in the order register, rows, log.
-                nxt = self._intend_within(s, then)
+                nxt = self._intend_within(s, then, register)
             repo.mark_post_published(s, row.post_id)
-            approval = repo.latest_approval(s, row.post_id)
+            manifest = repo.latest_manifest(s, row.post_id)
             if judged is not None:
                 post, media = judged.post, [item.sha256 for item in judged.rendered.media]
             else:
@@ -323,22 +324,22 @@ class Publisher:
                 "platform_id": ref.platform_id,
                 "url": ref.url,
                 "jti": row.jti,
-                "manifest_sha256": approval.manifest_sha256 if approval else "",
+                "manifest_sha256": manifest,
                 "media_sha256": media,
                 "attempts": row.attempts,
                 "reconciled": reconciled,
             }
-            svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, post))
+            svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, post, register))
         self._note(claim, "published", platform_id=ref.platform_id, reconciled=reconciled)
         return Outcome(q.LIVE, then=nxt)
 
-    def _intend_within(self, s: Session, then: q.Claim) -> Begun | None:
+    def _intend_within(self, s: Session, then: q.Claim, register: repo.Register) -> Begun | None:
         """Begin `then` inside a savepoint of the caller's transaction: should judging it fail,
         only its part is undone (the record of the delivery that went live stands) and it is
         begun again on its own (None)."""
         try:
             with s.begin_nested():
-                return self._intend(s, then)
+                return self._intend(s, then, register)
         except Exception:
             log.exception("could not begin the next delivery with the last", extra=self._ids(then))
             return None

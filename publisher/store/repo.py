@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from publisher.domain.approval import Signed
@@ -152,8 +152,15 @@ _USED_APPROVALS: Final = select(m.DeliveryRow.jti, m.DeliveryRow.account).where(
 )
 
 
-_POST_PUBLISHED: Final = (
-    update(m.PostRow).where(m.PostRow.id == _POST_ID, m.PostRow.status == "approved").values(status="published")
+_POSTS: Final = cast(Table, m.PostRow.__table__)
+_POST_PUBLISHED: Final = (  # on the table: an ORM update would look for loaded rows to refresh
+    update(_POSTS).where(_POSTS.c.id == _POST_ID, _POSTS.c.status == "approved").values(status="published")
+)
+_LATEST_MANIFEST: Final = (
+    select(m.ApprovalRow.manifest_sha256)
+    .where(m.ApprovalRow.post_id == _POST_ID)
+    .order_by(m.ApprovalRow.id.desc())
+    .limit(1)
 )
 
 
@@ -200,6 +207,11 @@ def domain_post(s: Session, row: m.PostRow, media: tuple[MediaRef, ...]) -> Post
 
 def latest_approval(s: Session, post_id: str) -> m.ApprovalRow | None:
     return s.scalars(_LATEST_APPROVAL, {"post_id": post_id}).first()
+
+
+def latest_manifest(s: Session, post_id: str) -> str:
+    """The manifest sha256 of the post's latest approval ("" if none)."""
+    return s.scalar(_LATEST_MANIFEST, {"post_id": post_id}) or ""
 
 
 def certificates(s: Session) -> list[Signed]:
