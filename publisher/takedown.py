@@ -241,11 +241,21 @@ def _live_naming(s: Session, subject_id: str, platform: str | None) -> list[m.De
         .join(m.AccountRow, m.AccountRow.name == m.DeliveryRow.account)
         .where(m.DeliveryRow.status.in_(("live", *UNSETTLED)))
         .order_by(m.DeliveryRow.post_id, m.DeliveryRow.account)
-        .with_for_update(of=m.DeliveryRow)
     )
     if platform is not None:
         q = q.where(m.AccountRow.platform == platform)
-    return [d for d, text in s.execute(q) if mentions(text, names)]
+    ids = [d.id for d, text in s.execute(q) if mentions(text, names)]
+    if not ids:
+        return []
+    # Lock only those (PostgreSQL: FOR UPDATE, read again as they are now), not every live row.
+    again = (
+        select(m.DeliveryRow)
+        .where(m.DeliveryRow.id.in_(ids), m.DeliveryRow.status.in_(("live", *UNSETTLED)))
+        .order_by(m.DeliveryRow.post_id, m.DeliveryRow.account)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list(s.scalars(again))
 
 
 def request_subject_takedown(
