@@ -367,6 +367,7 @@ class Service:
         if not reason.strip():
             raise InvalidInput("--reason is required (safeguarding, court order, ...)")
         with db.transaction(self.engine) as s:
+            repo.hold_register(s, shared=False)  # before the subject's row: see hold_register
             row = repo.get_subject(s, subject_id)
             row.never_publish, row.never_publish_reason = True, reason.strip()
             self.record(s, kinds.SUBJECT_NEVER_PUBLISH, {"actor": self.actor}, {subject_id: {"name": row.display_name}})

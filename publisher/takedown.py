@@ -437,6 +437,7 @@ def pause(service: Service, reason: str) -> bool:
     if not reason.strip():
         raise InvalidInput('Pausing needs --reason "..." (it is logged; do not name a child)')
     with db.transaction(service.engine) as s:
+        repo.hold_register(s, shared=False)  # two pauses at once: the second sees the first
         if repo.control(s, "paused") == "yes":
             return False
         now = service.now()
@@ -449,6 +450,7 @@ def pause(service: Service, reason: str) -> bool:
 def resume(service: Service) -> bool:
     """Lift the emergency stop. False if publishing was not paused."""
     with db.transaction(service.engine) as s:
+        repo.hold_register(s, shared=False)
         if repo.control(s, "paused") != "yes":
             return False
         now = service.now()

@@ -29,7 +29,7 @@ from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, aliased
 
-from publisher.store import db
+from publisher.store import db, repo
 from publisher.store import models as m
 
 QUEUED = "queued"
@@ -207,6 +207,7 @@ class SqlAlchemyQueue:
         lapsed = or_(D.lease_expires.is_(None), D.lease_expires <= now)
         cond_inflight = and_(D.status == INFLIGHT, lapsed) if not everything else D.status == INFLIGHT
         with db.transaction(self.engine) as s:
+            repo.hold_register(s, shared=True)  # before the rows: see repo.hold_register
             n = _rows(
                 s.execute(
                     update(D)
@@ -231,6 +232,7 @@ class SqlAlchemyQueue:
         if delivery_ids:
             mine = and_(mine, D.id.in_(list(delivery_ids)))
         with db.transaction(self.engine) as s:
+            repo.hold_register(s, shared=True)  # before the rows: see repo.hold_register
             n = _rows(
                 s.execute(
                     update(D)

@@ -306,10 +306,10 @@ class Publisher:
             if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
                 return Outcome("lost")  # another daemon recorded it first
             self.queue.mark_live(row, ref.platform_id, ref.url, now)
+            repo.mark_post_published(s, row.post_id)  # rows before the log (a blocked `then` logs)
             if then is not None and not self.stopping.is_set():
                 # Before this one's log entry: locks in the order register, rows, log.
                 nxt = self._intend_within(s, then, register)
-            repo.mark_post_published(s, row.post_id)
             manifest = repo.latest_manifest(s, row.post_id)
             if judged is not None:
                 post, media = judged.post, [item.sha256 for item in judged.rendered.media]

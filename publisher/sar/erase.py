@@ -37,6 +37,7 @@ def erase_subject(service: Service, subject_id: str, basis: str = "request") -> 
     if basis not in BASES:
         raise UsageError(f"--basis {basis!r}: one of {', '.join(BASES)}")
     with db.transaction(service.engine) as s:
+        repo.hold_register(s, shared=False)  # before the subject's row and the log: see hold_register
         row = repo.get_subject(s, subject_id)
         if row.erased:
             raise UsageError(f"Subject {subject_id} is already erased")

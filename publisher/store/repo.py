@@ -261,9 +261,10 @@ def register_version(s: Session, lock: bool = False) -> int:
 
 def hold_register(s: Session, shared: bool) -> None:
     """Take the register lock (PostgreSQL) before any delivery row or the log. The order of
-    locks is always register, rows, log: a publisher judging or recording a delivery holds it
-    shared; a change to what the gate reads (withdrawal, cancel, takedown, pause) exclusive. So
-    no two of them can each hold what the other waits for (PostgreSQL would abort one)."""
+    locks is always register, rows, log: a publisher judging or recording a delivery, recovery
+    and release hold it shared; a change to what the gate reads (withdrawal, cancel, takedown,
+    pause, never-publish, erasure) exclusive. So no two of them can each hold what the other
+    waits for (PostgreSQL would abort one as a deadlock)."""
     _register_lock(s, "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock")
 
 

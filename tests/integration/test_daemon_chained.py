@@ -5,8 +5,10 @@ the real connectors and the emulators."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -168,6 +170,78 @@ def test_a_withdrawal_while_the_next_delivery_is_judged_waits_and_takes_down_wha
             rows = deliveries(w.svc)
             assert sorted(r.status for r in rows) == ["blocked", "taken_down", "taken_down"]
             assert sb.created_count("x", xid) == 2 and sb.live("x", xid) == []
+            assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [False, False]
+    finally:
+        w.svc.close()
+
+
+def test_a_post_recorded_on_two_accounts_at_once_while_the_next_is_blocked_never_deadlocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """Post P goes to X and Facebook; X's next delivery (Q) is blocked as P is recorded, so that
+    record writes a log entry mid-way. Every record takes P's row (marking it published) before
+    any log entry: the X record holds the log while Facebook's record waits for P's row, never
+    the other way round too (PostgreSQL aborted one of them as a deadlock when the post row was
+    updated after the blocked entry). The hooks hold X's record open for up to 3 s with the log
+    taken, and let Facebook's record run meanwhile."""
+    import threading
+
+    from publisher.domain.limits import Platform
+    from publisher.domain.model import Scope
+    from publisher.platforms import Platforms
+    from publisher.sandbox import Sandbox
+    from publisher.store import repo
+    from tests.contract.queue.world import build_world
+
+    from .test_daemon_review import CS
+
+    x_holds_the_log, fb_marked = threading.Event(), threading.Event()
+    original_within, original_record, original_mark = (
+        Publisher._intend_within,
+        Publisher._record_live,
+        repo.mark_post_published,
+    )
+
+    def within(self: Publisher, s: Any, then: Any, register: Any) -> Any:
+        out = original_within(self, s, then, register)
+        if then.account == "stmarys-x":  # Q was blocked: its entry is written, the log held
+            x_holds_the_log.set()
+            fb_marked.wait(3)
+        return out
+
+    def record(self: Publisher, claim: Any, *args: Any, **kw: Any) -> Any:
+        if claim.account == "stmarys-facebook":
+            x_holds_the_log.wait(5)
+        return original_record(self, claim, *args, **kw)
+
+    def mark(s: Any, post_id: str) -> None:
+        original_mark(s, post_id)
+        if x_holds_the_log.is_set():
+            fb_marked.set()
+
+    monkeypatch.setattr(Publisher, "_intend_within", within)
+    monkeypatch.setattr(Publisher, "_record_live", record)
+    monkeypatch.setattr(repo, "mark_post_published", mark)
+    w = build_world(tmp_path / "w", database_url)
+    try:
+        with (
+            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
+            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
+        ):
+            local = w.svc.now().astimezone(ZoneInfo("Europe/London"))
+            at = [(local + timedelta(seconds=d)).strftime("%Y-%m-%d %H:%M:%S") for d in (1, 2)]
+            first = w.post(text="Harvest festival", accounts=["stmarys-x", "stmarys-facebook"], at=at[0], featured=[])
+            blocked = w.post(text="Harvest festival photos", accounts=["stmarys-x"], at=at[1])
+            w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
+            time.sleep(2.1)
+            drain(w, p)
+            assert x_holds_the_log.is_set()  # the hooks ran: X's record held the log mid-way
+            status = {(r.post_id, r.account): r.status for r in deliveries(w.svc)}
+            assert status == {
+                (first, "stmarys-x"): "live",
+                (first, "stmarys-facebook"): "live",
+                (blocked, "stmarys-x"): "blocked",
+            }
             assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [False, False]
     finally:
         w.svc.close()
