@@ -49,6 +49,7 @@ def main() -> int:
             out = Path(tmp.name)
         cmd = [sys.executable, str(script), "--out", str(out), *(QUICK.get(script.name, []) if args.quick else [])]
         print(f"\n=== {script.name} ===", flush=True)
+        os.sync()  # the last benchmark's writes (a 1,000,000-entry log) flushed before this one times fsyncs
         started = time.perf_counter()
         code = subprocess.call(cmd)
         if code != 0:
