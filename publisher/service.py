@@ -399,12 +399,12 @@ class Service:
         """Record the withdrawal and, in the same transaction, queue the takedown of every live post
         on that platform that relied on it (featuring the subject for that use, or naming them).
         Returns the takedown requests queued."""
-        from publisher.takedown import consent_takedowns_due, queue_consent_takedowns
+        from publisher.takedown import live_featuring, queue_consent_takedowns
 
         with db.transaction(self.engine) as s:
             repo.hold_register(s, shared=False)  # then the rows, then the log: see hold_register
             row = repo.get_subject(s, subject_id)
-            due = consent_takedowns_due(s, subject_id, platform.value, scope.value)
+            due = live_featuring(s, subject_id, platform.value, scope.value)  # locked, before the log
             repo.add_consent(
                 s, subject_id, platform, scope, ConsentAction.WITHDRAW, self.now(), self.actor, evidence.strip()
             )

@@ -198,7 +198,7 @@ def _nothing_to_do(post: m.PostRow, deliveries: Sequence[m.DeliveryRow]) -> None
     )
 
 
-def _live_featuring(
+def live_featuring(
     s: Session, subject_id: str, platform: str | None, scope: str | None = None
 ) -> dict[str, list[m.DeliveryRow]]:
     """Live (or unsettled) deliveries of posts featuring the subject, by post id; locked
@@ -266,23 +266,17 @@ def request_subject_takedown(
     with db.transaction(service.engine) as s:
         repo.hold_register(s, shared=False)  # then the rows, then the log: see hold_register
         repo.get_subject(s, subject_id)
-        found = _live_featuring(s, subject_id, platform)
+        found = live_featuring(s, subject_id, platform)
         return [
             _queue(service, s, repo.get_post(s, pid), ds, reason, requested_by, "subject") for pid, ds in found.items()
         ]
-
-
-def consent_takedowns_due(s: Session, subject_id: str, platform: str, scope: str) -> dict[str, list[m.DeliveryRow]]:
-    """Inside the withdrawal's transaction, before its log entry: the live (or unsettled)
-    deliveries on ``platform`` that relied on the subject's ``scope`` consent, locked."""
-    return _live_featuring(s, subject_id, platform, scope)
 
 
 def queue_consent_takedowns(
     service: Service, s: Session, found: dict[str, list[m.DeliveryRow]], platform: str, scope: str
 ) -> list[Requested]:
     """Inside the withdrawal's transaction ``s``: queue takedowns of the deliveries ``found`` by
-    consent_takedowns_due. Returns what was queued."""
+    live_featuring (locked before the withdrawal's log entry). Returns what was queued."""
     reason = f"consent withdrawn: {scope} on {platform}"
     return [
         _queue(service, s, repo.get_post(s, pid), ds, reason, service.actor, "consent_withdrawn")

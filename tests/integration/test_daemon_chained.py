@@ -4,6 +4,7 @@ the real connectors and the emulators."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -13,8 +14,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from publisher.daemon import Daemon
+from publisher.domain.limits import Platform
+from publisher.domain.model import Scope
 from publisher.queue.settings import QueueSettings
 from publisher.queue.worker import Outcome, Publisher
+from publisher.store import repo
 from tests.contract.queue.world import deliveries, log_bodies
 
 from .test_daemon_review import drain, running
@@ -124,16 +128,6 @@ def test_a_withdrawal_while_the_next_delivery_is_judged_waits_and_takes_down_wha
     waits for that transaction (PostgreSQL: the register lock, taken first by both; SQLite: the
     write lock), never deadlocks, and takes down both posts that went out; the third is blocked.
     (With the register taken after the rows, PostgreSQL aborted one side as a deadlock.)"""
-    import threading
-
-    from publisher.domain.limits import Platform
-    from publisher.domain.model import Scope
-    from publisher.platforms import Platforms
-    from publisher.sandbox import Sandbox
-    from tests.contract.queue.world import build_world
-
-    from .test_daemon_review import CS
-
     original = Publisher._intend_within
     withdrawal: list[threading.Thread] = []
     waited: list[bool] = []
@@ -155,24 +149,17 @@ def test_a_withdrawal_while_the_next_delivery_is_judged_waits_and_takes_down_wha
         return original(self, s, then, register)
 
     monkeypatch.setattr(Publisher, "_intend_within", withdraw_while_judging_the_next)
-    w = build_world(tmp_path / "w", database_url)
-    try:
-        with (
-            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
-            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
-        ):
-            xid = p.sandbox_account_id("stmarys-x")
-            _three_posts(w)
-            drain(w, p)
-            withdrawal[0].join(15)
-            assert errors == [] and waited == [True]
-            drain(w, p)  # the takedowns the withdrawal queued
-            rows = deliveries(w.svc)
-            assert sorted(r.status for r in rows) == ["blocked", "taken_down", "taken_down"]
-            assert sb.created_count("x", xid) == 2 and sb.live("x", xid) == []
-            assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [False, False]
-    finally:
-        w.svc.close()
+    with running(tmp_path, database_url=database_url) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        _three_posts(w)
+        drain(w, p)
+        withdrawal[0].join(15)
+        assert errors == [] and waited == [True]
+        drain(w, p)  # the takedowns the withdrawal queued
+        rows = deliveries(w.svc)
+        assert sorted(r.status for r in rows) == ["blocked", "taken_down", "taken_down"]
+        assert sb.created_count("x", xid) == 2 and sb.live("x", xid) == []
+        assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [False, False]
 
 
 def test_a_post_recorded_on_two_accounts_at_once_while_the_next_is_blocked_never_deadlocks(
@@ -184,17 +171,6 @@ def test_a_post_recorded_on_two_accounts_at_once_while_the_next_is_blocked_never
     the other way round too (PostgreSQL aborted one of them as a deadlock when the post row was
     updated after the blocked entry). The hooks hold X's record open for up to 3 s with the log
     taken, and let Facebook's record run meanwhile."""
-    import threading
-
-    from publisher.domain.limits import Platform
-    from publisher.domain.model import Scope
-    from publisher.platforms import Platforms
-    from publisher.sandbox import Sandbox
-    from publisher.store import repo
-    from tests.contract.queue.world import build_world
-
-    from .test_daemon_review import CS
-
     x_holds_the_log, fb_marked = threading.Event(), threading.Event()
     original_within, original_record, original_mark = (
         Publisher._intend_within,
@@ -222,26 +198,43 @@ def test_a_post_recorded_on_two_accounts_at_once_while_the_next_is_blocked_never
     monkeypatch.setattr(Publisher, "_intend_within", within)
     monkeypatch.setattr(Publisher, "_record_live", record)
     monkeypatch.setattr(repo, "mark_post_published", mark)
-    w = build_world(tmp_path / "w", database_url)
-    try:
-        with (
-            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
-            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
-        ):
-            local = w.svc.now().astimezone(ZoneInfo("Europe/London"))
-            at = [(local + timedelta(seconds=d)).strftime("%Y-%m-%d %H:%M:%S") for d in (1, 2)]
-            first = w.post(text="Harvest festival", accounts=["stmarys-x", "stmarys-facebook"], at=at[0], featured=[])
-            blocked = w.post(text="Harvest festival photos", accounts=["stmarys-x"], at=at[1])
-            w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
-            time.sleep(2.1)
-            drain(w, p)
-            assert x_holds_the_log.is_set()  # the hooks ran: X's record held the log mid-way
-            status = {(r.post_id, r.account): r.status for r in deliveries(w.svc)}
-            assert status == {
-                (first, "stmarys-x"): "live",
-                (first, "stmarys-facebook"): "live",
-                (blocked, "stmarys-x"): "blocked",
-            }
-            assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [False, False]
-    finally:
-        w.svc.close()
+    with running(tmp_path, database_url=database_url) as (w, _sb, p):
+        local = w.svc.now().astimezone(ZoneInfo("Europe/London"))
+        at = [(local + timedelta(seconds=d)).strftime("%Y-%m-%d %H:%M:%S") for d in (1, 2)]
+        first = w.post(text="Harvest festival", accounts=["stmarys-x", "stmarys-facebook"], at=at[0], featured=[])
+        blocked = w.post(text="Harvest festival photos", accounts=["stmarys-x"], at=at[1])
+        w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
+        time.sleep(2.1)
+        drain(w, p)
+        assert x_holds_the_log.is_set()  # the hooks ran: X's record held the log mid-way
+        status = {(r.post_id, r.account): r.status for r in deliveries(w.svc)}
+        assert status == {
+            (first, "stmarys-x"): "live",
+            (first, "stmarys-facebook"): "live",
+            (blocked, "stmarys-x"): "blocked",
+        }
+        assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [False, False]
+
+
+def test_a_pause_made_after_the_daemon_cached_the_register_stops_its_next_delivery(tmp_path: Path) -> None:
+    """The daemon's register snapshot carries the pause flag and is kept while the register
+    version stands: pausing (from another process's Service) moves the version, so the
+    gate sees it in the daemon's next judgement (before, a separate query read it each time)."""
+    from publisher.takedown import pause
+
+    with running(tmp_path) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        later = (w.svc.now() + timedelta(seconds=3)).astimezone(ZoneInfo("Europe/London"))
+        w.post(text="Sports day", accounts=["stmarys-x"])
+        w.post(text="Sports day, more photos", accounts=["stmarys-x"], at=later.strftime("%Y-%m-%d %H:%M:%S"))
+        time.sleep(1.1)
+        drain(w, p)  # the first; the daemon's Service has now cached the register, not paused
+        assert sb.created_count("x", xid) == 1
+        assert pause(w.as_("Jane Head"), "wrong photo went out")
+        time.sleep(2.1)  # the second is due; the daemon dispatches nothing while paused, so
+        with Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:  # judge it as a worker would
+            [claim] = d.queue.claim(w.svc.now(), "stmarys-x", 8)
+            assert d.publisher.handle(claim).state == "paused"
+        assert sb.created_count("x", xid) == 1
+        assert sorted(r.status for r in deliveries(w.svc)) == ["live", "queued"]
+        assert [r.last_error for r in deliveries(w.svc) if r.status == "queued"] == ["publishing is paused"]

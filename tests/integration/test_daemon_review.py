@@ -24,8 +24,9 @@ CS = ConnectorSettings(timeout=3.0, instagram_pause=0.0, instagram_request_delay
 
 
 @contextmanager
-def running(base: Path, **daemon: float) -> Iterator[tuple[World, Sandbox, Platforms]]:
-    w = build_world(base, daemon=daemon or None)
+def running(base: Path, database_url: str = "", **daemon: float) -> Iterator[tuple[World, Sandbox, Platforms]]:
+    """A world (SQLite under `base`, or a PostgreSQL database_url) with the emulators running."""
+    w = build_world(base, database_url, daemon=daemon or None)
     try:
         with (
             Sandbox(w.svc.config.data_dir / "sandbox") as sb,
@@ -240,30 +241,23 @@ def test_cancelling_while_the_gate_judges_never_overwrites_a_delivery_in_flight(
         return original(self, s, row, register)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Publisher, "_decide", cancel_while_judging)
-    w = build_world(tmp_path / "w", database_url)
-    try:
-        with (
-            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
-            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
-        ):
-            xid = p.sandbox_account_id("stmarys-x")
-            pid = w.post(text="Sports day", accounts=["stmarys-x"])
-            time.sleep(1.1)
-            drain(w, p)
-            attempt[0].join(15)
-            drain(w, p)  # and any takedown queued
-            [row] = deliveries(w.svc)
-            if how == "cancel":
-                assert outcome and "being published on stmarys-x right now" in outcome[0]
-                assert row.status == "live" and len(sb.live("x", xid)) == 1
-                assert len(log_bodies(w.svc, "post_published")) == 1
-            else:
-                assert outcome == ["done"]
-                assert row.status == "taken_down" and sb.live("x", xid) == []
-                assert len(log_bodies(w.svc, "post_published")) == 1
-                assert len(log_bodies(w.svc, "taken_down")) == 1
-    finally:
-        w.svc.close()
+    with running(tmp_path, database_url=database_url) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        pid = w.post(text="Sports day", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        drain(w, p)
+        attempt[0].join(15)
+        drain(w, p)  # and any takedown queued
+        [row] = deliveries(w.svc)
+        if how == "cancel":
+            assert outcome and "being published on stmarys-x right now" in outcome[0]
+            assert row.status == "live" and len(sb.live("x", xid)) == 1
+            assert len(log_bodies(w.svc, "post_published")) == 1
+        else:
+            assert outcome == ["done"]
+            assert row.status == "taken_down" and sb.live("x", xid) == []
+            assert len(log_bodies(w.svc, "post_published")) == 1
+            assert len(log_bodies(w.svc, "taken_down")) == 1
 
 
 def test_a_worker_that_fails_gives_back_its_claims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -294,25 +288,18 @@ def test_two_daemons_never_publish_on_one_account_at_once(tmp_path: Path, databa
     from publisher.queue import store as q
     from publisher.queue.worker import Outcome
 
-    w = build_world(tmp_path / "w", database_url)
-    try:
-        with (
-            Sandbox(w.svc.config.data_dir / "sandbox") as sb,
-            Platforms(w.svc.config, w.svc.vault(), CS, sandbox=sb) as p,
-        ):
-            for i in range(2):
-                w.post(text=f"Notice {i}", accounts=["stmarys-x"])
-            time.sleep(1.1)
-            settings = QueueSettings.load(w.config_path)
-            daemons = [q.SqlAlchemyQueue(w.svc.engine, f"daemon-{i}", timedelta(seconds=60)) for i in range(2)]
-            claims = [queue.claim(w.svc.now(), "stmarys-x", 1) for queue in daemons]
-            assert [len(c) for c in claims] == [1, 1]  # both claimed before either was in flight
-            first = Publisher(w.svc, p, daemons[0], settings)._begin(claims[0][0])
-            second = Publisher(w.svc, p, daemons[1], settings)._begin(claims[1][0])
-            assert not isinstance(first, Outcome)  # the first daemon's intent
-            assert isinstance(second, Outcome) and second.state == "account_busy" and second.hold_until is not None
-            rows = {r.id: r for r in deliveries(w.svc)}
-            assert rows[claims[0][0].delivery_id].status == "inflight"
-            assert (rows[claims[1][0].delivery_id].status, rows[claims[1][0].delivery_id].lease_owner) == ("queued", "")
-    finally:
-        w.svc.close()
+    with running(tmp_path, database_url=database_url) as (w, _sb, p):
+        for i in range(2):
+            w.post(text=f"Notice {i}", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        settings = QueueSettings.load(w.config_path)
+        daemons = [q.SqlAlchemyQueue(w.svc.engine, f"daemon-{i}", timedelta(seconds=60)) for i in range(2)]
+        claims = [queue.claim(w.svc.now(), "stmarys-x", 1) for queue in daemons]
+        assert [len(c) for c in claims] == [1, 1]  # both claimed before either was in flight
+        first = Publisher(w.svc, p, daemons[0], settings)._begin(claims[0][0])
+        second = Publisher(w.svc, p, daemons[1], settings)._begin(claims[1][0])
+        assert not isinstance(first, Outcome)  # the first daemon's intent
+        assert isinstance(second, Outcome) and second.state == "account_busy" and second.hold_until is not None
+        rows = {r.id: r for r in deliveries(w.svc)}
+        assert rows[claims[0][0].delivery_id].status == "inflight"
+        assert (rows[claims[1][0].delivery_id].status, rows[claims[1][0].delivery_id].lease_owner) == ("queued", "")
