@@ -32,7 +32,6 @@ from publisher.domain import clock, gate
 from publisher.domain.limits import Platform
 from publisher.domain.manifest import manifest_sha256
 from publisher.domain.model import (
-    Account,
     ApprovalClaims,
     Certificate,
     ConsentAction,
@@ -579,7 +578,7 @@ class Service:
         `read` collects what was read, in the post's order (approved sha256, the bytes, their
         actual sha256), so the publisher uploads exactly the bytes the gate judged."""
         out = []
-        for row in repo.post_media(s, post_id):
+        for row in repo.media_facts(s, post_id):
             path = repo.media_file(self.config.media_dir, row)
             try:
                 data = path.read_bytes()
@@ -616,10 +615,11 @@ class Service:
     ) -> list[gate.GateInput]:
         """What the gate reads for each of the post's accounts. `register`: the caller's, read
         in this transaction (the publisher's, taken with the register lock)."""
-        row = repo.get_post(s, post_id)
-        post = repo.domain_post(s, row, self.media_refs(s, post_id, read))
-        approval = repo.latest_approval(s, post_id)
-        tok = token if token is not None else (approval.token if approval else None)
+        s.flush()  # the reads below are Core statements, which do not flush pending ORM changes
+        row = repo.gate_post(s, post_id)
+        accounts, used = repo.gate_accounts(s, post_id)
+        post = repo.domain_post(s, row, self.media_refs(s, post_id, read), tuple(accounts))
+        tok = token if token is not None else row.token
         register = register or self.register(s)
         subjects, consents = register.subjects, list(register.consents)
         for f in post.featured:  # a featured subject must be found even if the register lost them
@@ -640,14 +640,12 @@ class Service:
             now=self.now(),
             stage=stage,
             tz_name=self.config.timezone,
-            used=repo.used_approvals(s, post_id),
+            used=used,
         )
-        out = []
-        for name in post.accounts:
-            arow = s.get(m.AccountRow, name)
-            account = Account(arow.name, arow.school_id, Platform(arow.platform)) if arow else None
-            out.append(gate.GateInput(account_name=name, account=account, **common))  # type: ignore[arg-type]
-        return out
+        return [
+            gate.GateInput(account_name=name, account=account, **common)  # type: ignore[arg-type]
+            for name, account in accounts.items()
+        ]
 
     def register(self, s: Session, lock: bool = False) -> repo.Register:
         """The Trust's register as the gate reads it, cached while the register version stands

@@ -23,11 +23,11 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from publisher.store import db, repo
 from publisher.store import models as m
@@ -61,53 +61,122 @@ class Claim:
         return self.status == RECONCILE
 
 
-def _claimable() -> Any:
-    now: Any = bindparam("now")
-    return and_(
-        D.status.in_((QUEUED, RECONCILE)),
-        D.due_at <= now,
-        or_(D.next_try_at.is_(None), D.next_try_at <= now),
-        or_(D.lease_expires.is_(None), D.lease_expires <= now),
-    )
-
-
-def _in_doubt_elsewhere() -> Any:
-    """A queued row whose account has another delivery in flight or in doubt: publish nothing
-    more there until that one is settled. One call at a time per account (across daemons too)
-    keeps the platform look-up able to tell which post is whose."""
-    other = aliased(m.DeliveryRow)
-    return and_(
-        D.status == QUEUED,
-        exists().where(other.account == D.account, other.id != D.id, other.status.in_((INFLIGHT, RECONCILE))),
-    )
-
-
 # The statements every delivery runs, built once with bound parameters (building a SQLAlchemy
-# expression costs more than running it on SQLite).
+# expression costs more than running it on SQLite), on the table (Core: no ORM object loaded or
+# flushed; an ORM statement costs about three times as much, see repo._POST_ID). Bound names
+# differ from the columns they set.
+T: Final = cast(Table, D.__table__)
+_ACCOUNTS: Final = cast(Table, m.AccountRow.__table__)
+_ID: Any = bindparam("b_id")
+_ACCOUNT: Any = bindparam("b_account")
+_NOW: Any = bindparam("b_now")
+_GOING: Final = T.c.status.in_((INFLIGHT, RECONCILE))
+_CLAIMABLE: Final = and_(
+    T.c.status.in_((QUEUED, RECONCILE)),
+    T.c.due_at <= _NOW,
+    or_(T.c.next_try_at.is_(None), T.c.next_try_at <= _NOW),
+    or_(T.c.lease_expires.is_(None), T.c.lease_expires <= _NOW),
+)
+_OTHER: Final = T.alias("other")
+# A queued row whose account has another delivery in flight or in doubt: publish nothing more
+# there until that one is settled. One call at a time per account (across daemons too) keeps
+# the platform look-up able to tell which post is whose.
+_IN_DOUBT_ELSEWHERE: Final = and_(
+    T.c.status == QUEUED,
+    exists().where(_OTHER.c.account == T.c.account, _OTHER.c.id != T.c.id, _OTHER.c.status.in_((INFLIGHT, RECONCILE))),
+)
 _DUE_ACCOUNTS: Final = (
-    select(D.account, func.min(D.due_at))
-    .where(_claimable(), ~_in_doubt_elsewhere())
-    .group_by(D.account)
-    .order_by(func.min(D.due_at))
+    select(T.c.account, func.min(T.c.due_at))
+    .where(_CLAIMABLE, ~_IN_DOUBT_ELSEWHERE)
+    .group_by(T.c.account)
+    .order_by(func.min(T.c.due_at))
 )
 _CLAIM: Final = (
-    select(D)
-    .where(_claimable(), D.account == bindparam("account"), ~_in_doubt_elsewhere())
-    .order_by((D.status == RECONCILE).desc(), D.due_at, D.id)
+    select(T.c.id, T.c.post_id, T.c.account, T.c.status)
+    .where(_CLAIMABLE, T.c.account == _ACCOUNT, ~_IN_DOUBT_ELSEWHERE)
+    .order_by((T.c.status == RECONCILE).desc(), T.c.due_at, T.c.id)
     .with_for_update(skip_locked=True)
 )
-_LOCK: Final = select(D).where(D.id == bindparam("id")).with_for_update()
-_LOCK_ACCOUNT: Final = select(m.AccountRow.name).where(m.AccountRow.name == bindparam("account")).with_for_update()
-_OTHER_IN_FLIGHT: Final = (
-    select(D.id)
-    .where(D.account == bindparam("account"), D.id != bindparam("id"), D.status.in_((INFLIGHT, RECONCILE)))
-    .limit(1)
+_LEASE: Final = (
+    update(T)
+    .where(T.c.id.in_(bindparam("b_ids", expanding=True)))
+    .values(lease_owner=bindparam("b_owner"), lease_expires=bindparam("b_until"))
 )
-_IN_WINDOW: Final = and_(D.status.in_((LIVE, TAKEN_DOWN)), D.published_at >= bindparam("since"))
-_BUDGET: Final = select(
-    func.count(case((or_(_IN_WINDOW, D.status.in_((INFLIGHT, RECONCILE))), 1))),
-    func.min(case((_IN_WINDOW, D.published_at))),
-).where(D.account == bindparam("account"), D.status.in_((LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
+_LOCK: Final = select(D).where(D.id == bindparam("id")).with_for_update()  # an ORM row, for the rarer paths
+_HOLD: Final = (
+    select(
+        T.c.id,
+        T.c.post_id,
+        T.c.account,
+        T.c.status,
+        T.c.attempts,
+        T.c.lease_owner,
+        T.c.lease_expires,
+        T.c.jti,
+        T.c.cancel_requested,
+    )
+    .where(T.c.id == _ID)
+    .with_for_update()
+)
+_START: Final = (
+    update(T)
+    .where(T.c.id == _ID)
+    .values(
+        status=INFLIGHT,
+        attempts=T.c.attempts + 1,
+        attempted_at=_NOW,
+        lease_owner=bindparam("b_owner"),
+        lease_expires=bindparam("b_until"),
+    )
+)
+_GO_LIVE: Final = (
+    update(T)
+    .where(T.c.id == _ID)
+    .values(
+        status=LIVE,
+        platform_id=bindparam("b_platform_id"),
+        url=bindparam("b_url"),
+        published_at=_NOW,
+        last_error="",
+        findings=[],
+        next_try_at=None,
+        lease_owner="",
+        lease_expires=None,
+    )
+)
+_UNLEASE: Final = update(T).where(T.c.id == _ID).values(lease_owner="", lease_expires=None)
+_LOCK_ACCOUNT: Final = select(_ACCOUNTS.c.name).where(_ACCOUNTS.c.name == _ACCOUNT).with_for_update()
+_IN_WINDOW: Final = and_(T.c.status.in_((LIVE, TAKEN_DOWN)), T.c.published_at >= bindparam("b_since"))
+_LOAD: Final = select(
+    func.count(case((or_(_IN_WINDOW, _GOING), 1))),
+    func.min(case((_IN_WINDOW, T.c.published_at))),
+    func.count(case((and_(_GOING, T.c.id != _ID), 1))),
+).where(T.c.account == _ACCOUNT, T.c.status.in_((LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
+
+
+@dataclass(frozen=True)
+class Load:
+    """An account as one delivery's intent finds it."""
+
+    busy: bool  # another of its deliveries is in flight or in doubt
+    used: int  # posts counting against its daily budget: live in the window, or possibly live now
+    oldest: datetime | None  # the oldest publish time in the window
+
+
+@dataclass(frozen=True)
+class Held:
+    """A delivery row locked by the caller's transaction (PostgreSQL: FOR UPDATE), as the
+    publisher judges and records it."""
+
+    id: str
+    post_id: str
+    account: str
+    status: str
+    attempts: int
+    lease_owner: str
+    lease_expires: datetime | None
+    jti: str
+    cancel_requested: bool
 
 
 def _rows(result: Any) -> int:
@@ -128,32 +197,39 @@ class SqlAlchemyQueue:
     def due_accounts(self, now: datetime, exclude: Collection[str] = ()) -> list[str]:
         """Accounts with at least one claimable delivery, oldest due first."""
         with db.reading(self.engine) as s:
-            return [a for a, _ in s.execute(_DUE_ACCOUNTS, {"now": now}) if a not in exclude]
+            return [a for a, _ in s.execute(_DUE_ACCOUNTS, {"b_now": now}) if a not in exclude]
 
     def claim(self, now: datetime, account: str, limit: int) -> list[Claim]:
         """Lease up to `limit` due deliveries of one account: deliveries in doubt first."""
         with db.transaction(self.engine) as s:
-            rows = list(s.scalars(_CLAIM.limit(limit), {"now": now, "account": account}))
-            for row in rows:
-                row.lease_owner, row.lease_expires = self.owner, now + self.lease
-            return [Claim(r.id, r.post_id, r.account, r.status) for r in rows]
+            claims = [Claim(*r) for r in s.execute(_CLAIM.limit(limit), {"b_now": now, "b_account": account})]
+            if claims:
+                ids = [c.delivery_id for c in claims]
+                s.execute(_LEASE, {"b_ids": ids, "b_owner": self.owner, "b_until": now + self.lease})
+            return claims
 
     def lock(self, s: Session, delivery_id: str) -> m.DeliveryRow | None:
         """The row, locked for this transaction (PostgreSQL: FOR UPDATE)."""
         return s.scalars(_LOCK, {"id": delivery_id}).first()
 
-    def owns(self, row: m.DeliveryRow, now: datetime) -> bool:
+    def hold(self, s: Session, delivery_id: str) -> Held | None:
+        """`lock` for the publisher: the row's state, without loading an ORM object."""
+        row = s.execute(_HOLD, {"b_id": delivery_id}).first()
+        return Held(*row) if row is not None else None
+
+    def owns(self, row: Held, now: datetime) -> bool:
         return row.lease_owner == self.owner and row.lease_expires is not None and row.lease_expires > now
 
     # -- transitions inside the caller's transaction ---------------------------------------
-    def mark_in_flight(self, row: m.DeliveryRow, now: datetime) -> None:
-        row.status, row.attempts, row.attempted_at = INFLIGHT, row.attempts + 1, now
-        row.lease_owner, row.lease_expires = self.owner, now + self.lease
+    def start(self, s: Session, row: Held, now: datetime) -> None:
+        """In flight: the platform call is about to be made (one more attempt)."""
+        s.execute(_START, {"b_id": row.id, "b_now": now, "b_owner": self.owner, "b_until": now + self.lease})
 
-    def mark_live(self, row: m.DeliveryRow, platform_id: str, url: str, now: datetime) -> None:
-        row.status, row.platform_id, row.url, row.published_at = LIVE, platform_id, url, now
-        row.last_error, row.findings, row.next_try_at = "", [], None
-        self._unlease(row)
+    def go_live(self, s: Session, row: Held, platform_id: str, url: str, now: datetime) -> None:
+        s.execute(_GO_LIVE, {"b_id": row.id, "b_platform_id": platform_id, "b_url": url, "b_now": now})
+
+    def unlease(self, s: Session, row: Held) -> None:
+        s.execute(_UNLEASE, {"b_id": row.id})
 
     def retry(self, row: m.DeliveryRow, at: datetime, error: str, status: str = QUEUED) -> None:
         row.status, row.next_try_at, row.last_error = status, at, error[:2000]
@@ -179,25 +255,21 @@ class SqlAlchemyQueue:
     def set_attention(self, s: Session, account: str, why: str) -> None:
         s.execute(update(m.AccountRow).where(m.AccountRow.name == account).values(needs_attention=why[:1000]))
 
-    def busy_elsewhere(self, s: Session, row: m.DeliveryRow) -> bool:
-        """Inside the intent's transaction: does the account have another delivery in flight or
-        in doubt? The claim checked this too, but two daemons can each claim one of an account's
-        deliveries before either is in flight; the account row, locked here (PostgreSQL: FOR
-        UPDATE), makes the check and the intent one step per account across daemons."""
-        s.execute(_LOCK_ACCOUNT, {"account": row.account})
-        return s.scalar(_OTHER_IN_FLIGHT, {"account": row.account, "id": row.id}) is not None
+    def load(self, s: Session, row: Held, since: datetime) -> Load:
+        """Inside the intent's transaction: is the account busy with another delivery, and how
+        much of its budget is used since `since`? The claim checked busy too, but two daemons
+        can each claim one of an account's deliveries before either is in flight; the account
+        row, locked here (PostgreSQL: FOR UPDATE; SQLite: the write lock), makes the check and
+        the intent one step per account across daemons."""
+        if s.get_bind().dialect.name != "sqlite":
+            s.execute(_LOCK_ACCOUNT, {"b_account": row.account})
+        used, oldest, others = s.execute(_LOAD, {"b_account": row.account, "b_id": row.id, "b_since": since}).one()
+        return Load(bool(others), int(used or 0), oldest)
 
     def recorded_ids(self, s: Session, account: str, but: str) -> set[str]:
         """Platform ids already recorded for the account's other deliveries."""
         q = select(D.platform_id).where(D.account == account, D.id != but, D.platform_id != "")
         return {str(pid) for pid in s.scalars(q)}
-
-    # -- budget ----------------------------------------------------------------------------
-    def posts_since(self, s: Session, account: str, since: datetime) -> tuple[int, datetime | None]:
-        """How many posts count against the account's budget since `since` (live in the window,
-        or possibly live now), and the oldest publish time in the window."""
-        used, oldest = s.execute(_BUDGET, {"account": account, "since": since}).one()
-        return int(used or 0), oldest
 
     # -- crash recovery and shutdown -------------------------------------------------------
     def recover(self, now: datetime, everything: bool = False) -> int:

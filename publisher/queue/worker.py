@@ -178,17 +178,17 @@ class Publisher:
         """_begin's work inside the caller's write transaction (register first: see hold_register;
         `register`: the caller's, taken with the lock in this transaction)."""
         register = register or self.service.register(s, lock=True)
-        row = self.queue.lock(s, claim.delivery_id)
-        if row is None or row.status != q.QUEUED or not self.queue.owns(row, self.service.now()):
+        row, now = self.queue.hold(s, claim.delivery_id), self.service.now()
+        if row is None or row.status != q.QUEUED or not self.queue.owns(row, now):
             return Outcome("lost")
-        if self.queue.busy_elsewhere(s, row):  # another daemon is publishing on the account
-            row.lease_owner, row.lease_expires = "", None
-            return Outcome("account_busy", hold_until=self.service.now() + ACCOUNT_BUSY_WAIT)
-        return self._apply(s, row, claim, self._decide(s, row, register))
+        load = self.queue.load(s, row, now - timedelta(days=1))
+        if load.busy:  # another daemon is publishing on the account
+            self.queue.unlease(s, row)
+            return Outcome("account_busy", hold_until=now + ACCOUNT_BUSY_WAIT)
+        return self._apply(s, row, claim, self._decide(s, row, register, load, now))
 
-    def _decide(self, s: Session, row: m.DeliveryRow, register: repo.Register) -> _Decision:
+    def _decide(self, s: Session, row: q.Held, register: repo.Register, load: q.Load, now: datetime) -> _Decision:
         """What to do with a queued delivery now (reads only)."""
-        now = self.service.now()
         if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
             return _Decision("cancel")
         read: list[tuple[str, bytes, str]] = []  # the bytes the gate judged, uploaded as they are
@@ -198,7 +198,7 @@ class Publisher:
             return _Decision("paused", until=now + PAUSE_RECHECK)
         if blocking:
             return _Decision("block", findings=blocking)
-        wait = self._budget_wait(s, row, now)
+        wait = self._budget_wait(row, load, now)
         if wait is not None:
             return _Decision("budget", until=wait)
         if gi is None or gi.account is None:  # the gate has blocked both already
@@ -208,8 +208,15 @@ class Publisher:
             return _Decision("block", findings=[rendered])
         return _Decision("publish", rendered=rendered, platform=gi.account.platform.value, post=gi.post)
 
-    def _apply(self, s: Session, row: m.DeliveryRow, claim: q.Claim, d: _Decision) -> _Intent | Outcome:
+    def _apply(self, s: Session, held: q.Held, claim: q.Claim, d: _Decision) -> _Intent | Outcome:
         """Write what was decided, inside the caller's write transaction."""
+        if d.action == "publish" and d.rendered is not None and d.post is not None:
+            self.queue.start(s, held, self.service.now())
+            intent = _Intent(d.rendered, held.attempts + 1, d.platform, d.post)
+            self._note(claim, "publish_started", attempt=intent.attempts)
+            return intent
+        row = s.get(m.DeliveryRow, held.id)  # locked already
+        assert row is not None
         if d.action == "cancel":
             self.queue.finish(row, q.CANCELLED, "a takedown was requested before it went out")
             return Outcome(q.CANCELLED)
@@ -223,28 +230,23 @@ class Publisher:
             self.queue.retry(row, d.until, "waiting for the account's daily posting budget")
             self._note(claim, "budget_wait", until=d.until.isoformat())
             return Outcome("budget", hold_until=d.until)
-        assert d.rendered is not None and d.post is not None
-        self.queue.mark_in_flight(row, self.service.now())
-        intent = _Intent(d.rendered, row.attempts, d.platform, d.post)
-        self._note(claim, "publish_started", attempt=intent.attempts)
-        return intent
+        raise AssertionError(f"no way to apply {d.action!r}")
 
     def _gate_input(
-        self, s: Session, row: m.DeliveryRow, read: list[tuple[str, bytes, str]], register: repo.Register
+        self, s: Session, row: q.Held, read: list[tuple[str, bytes, str]], register: repo.Register
     ) -> gate.GateInput | None:
         for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH, read=read, register=register):
             if gi.account_name == row.account:
                 return gi
         return None
 
-    def _budget_wait(self, s: Session, row: m.DeliveryRow, now: datetime) -> datetime | None:
+    def _budget_wait(self, row: q.Held, load: q.Load, now: datetime) -> datetime | None:
         account = self.service.config.account(row.account)
         if account is None:
             return None  # the gate has already said ACCOUNT_UNKNOWN
-        used, oldest = self.queue.posts_since(s, row.account, now - timedelta(days=1))
-        if used < account.posts_per_day:
+        if load.used < account.posts_per_day:
             return None
-        return (oldest or now) + timedelta(days=1, seconds=1)
+        return (load.oldest or now) + timedelta(days=1, seconds=1)
 
     def _render(self, s: Session, row: m.DeliveryRow) -> RenderedPost | Finding:
         """The exact approved text and image bytes of the delivery, read from the store (for a
@@ -302,10 +304,10 @@ class Publisher:
         svc, now = self.service, self.service.now()
         with db.transaction(svc.engine) as s:
             register = svc.register(s, lock=True)  # before the row: see repo.hold_register
-            row = self.queue.lock(s, claim.delivery_id)
+            row = self.queue.hold(s, claim.delivery_id)
             if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
                 return Outcome("lost")  # another daemon recorded it first
-            self.queue.mark_live(row, ref.platform_id, ref.url, now)
+            self.queue.go_live(s, row, ref.platform_id, ref.url, now)
             repo.mark_post_published(s, row.post_id)  # rows before the log (a blocked `then` logs)
             if then is not None and not self.stopping.is_set():
                 # Before this one's log entry: locks in the order register, rows, log.
@@ -473,7 +475,7 @@ class Publisher:
         log.log(level, event.replace("_", " "), extra={**self._ids(claim), "event": event, **fields})
 
 
-def _not_a_target(row: m.DeliveryRow) -> Finding:
+def _not_a_target(row: q.Held) -> Finding:
     return Finding("APPROVAL_CONTENT_MISMATCH", f"Account {row.account} is no longer a target of the post")
 
 

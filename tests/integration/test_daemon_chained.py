@@ -238,3 +238,66 @@ def test_a_pause_made_after_the_daemon_cached_the_register_stops_its_next_delive
         assert sb.created_count("x", xid) == 1
         assert sorted(r.status for r in deliveries(w.svc)) == ["live", "queued"]
         assert [r.last_error for r in deliveries(w.svc) if r.status == "queued"] == ["publishing is paused"]
+
+
+def test_dispatch_signs_a_checkpoint_after_publishing_at_most_once_a_gap(tmp_path: Path) -> None:
+    """Each dispatch tick (4 a second) used to sign a checkpoint while anything was published;
+    now at most one every CHECKPOINT_GAP, and `drain` still signs at once."""
+    from publisher.daemon import CHECKPOINT_GAP
+    from publisher.queue.status import last_checkpoint_size
+
+    with running(tmp_path) as (w, _sb, p), Daemon(w.svc, QueueSettings.load(w.config_path), p) as d:
+        w.post(accounts=["stmarys-x"])
+        time.sleep(1.1)
+        d.drain(until=w.svc.now(), timeout=10)
+        assert [r.status for r in deliveries(w.svc)] == ["live"]
+        size, signed = last_checkpoint_size(w.svc)
+        assert size == signed  # drain signs what it published at once
+        later = (w.svc.now() + timedelta(hours=1)).astimezone(ZoneInfo("Europe/London"))
+        w.post(accounts=["stmarys-x"], at=f"{later:%Y-%m-%d %H:%M:%S}")  # the log grows; nothing falls due
+        d._dirty, d._last_checkpoint = True, time.monotonic()
+        d.dispatch()
+        assert last_checkpoint_size(w.svc)[1] == signed  # inside the gap: not yet
+        d._last_checkpoint -= CHECKPOINT_GAP
+        d.dispatch()
+        grown, now_signed = last_checkpoint_size(w.svc)
+        assert grown > size and now_signed == grown
+
+
+def test_the_gate_reads_which_accounts_have_used_the_approval(tmp_path: Path) -> None:
+    """The gate's one read of a post's accounts also finds each account's live delivery's jti
+    (APPROVAL_ALREADY_USED for that account, and only that one). Also seen by `post show`."""
+    from sqlalchemy import update
+
+    from publisher.domain import gate
+    from publisher.store import db
+    from publisher.store import models as m
+
+    with running(tmp_path) as (w, _sb, p):
+        pid = w.post(accounts=["stmarys-x", "stmarys-facebook"])
+        time.sleep(1.1)
+        drain(w, p)
+        assert sorted(r.status for r in deliveries(w.svc)) == ["live", "live"]
+        with db.transaction(w.svc.engine) as s:  # as if the Facebook one had never gone out
+            s.execute(update(m.DeliveryRow).where(m.DeliveryRow.account == "stmarys-facebook").values(status="queued"))
+        found = w.svc.screen(pid, gate.Stage.PUBLISH).findings
+        assert "APPROVAL_ALREADY_USED" in {f.code for f in found["stmarys-x"]}
+        assert "APPROVAL_ALREADY_USED" not in {f.code for f in found["stmarys-facebook"]}
+
+
+def test_a_delivery_found_by_a_look_up_is_recorded_live_with_its_doubts_cleared(tmp_path: Path) -> None:
+    """The record (one UPDATE on the table) clears what the look-ups left on the row: findings,
+    last error, next try and lease; the attempt count stays that of the one call made."""
+    with running(tmp_path, reconcile_attempts=5, backoff_base=0.5, backoff_max=0.5) as (w, sb, p):
+        xid = p.sandbox_account_id("stmarys-x")
+        w.post(text="Choir tonight", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        sb.inject("x", "create", "accept_drop", times=1)  # posted, but the answer never came
+        sb.inject("x", "user_tweets", "500", times=1)  # and the first look-up cannot say
+        drain(w, p, timeout=15)
+        [row] = deliveries(w.svc)
+        assert row.status == "live" and row.platform_id == str(sb.live("x", xid)[0]["id"])
+        assert (row.findings, row.last_error, row.next_try_at) == ([], "", None)
+        assert (row.lease_owner, row.lease_expires, row.attempts) == ("", None, 1)
+        assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [True]
+        assert sb.created_count("x", xid) == 1

@@ -183,7 +183,7 @@ def test_consent_withdrawn_while_the_gate_was_judging_waits_then_takes_the_post_
     withdrawal: list[threading.Thread] = []
     waited: list[bool] = []
 
-    def withdraw_while_judging(self: Publisher, s: object, row: object, register: object) -> object:
+    def withdraw_while_judging(self: Publisher, *args: object) -> object:
         if not withdrawal:
             t = threading.Thread(
                 target=lambda: w.as_("DFO").consent_withdraw(w.amelia, Platform.X, Scope.IMAGE, "parent phoned")
@@ -192,7 +192,7 @@ def test_consent_withdrawn_while_the_gate_was_judging_waits_then_takes_the_post_
             t.start()
             t.join(0.5)
             waited.append(t.is_alive())
-        return original(self, s, row, register)  # type: ignore[arg-type]
+        return original(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Publisher, "_decide", withdraw_while_judging)
     with running(tmp_path) as (w, sb, p):
@@ -222,7 +222,7 @@ def test_cancelling_while_the_gate_judges_never_overwrites_a_delivery_in_flight(
     attempt: list[threading.Thread] = []
     outcome: list[str] = []
 
-    def cancel_while_judging(self: Publisher, s: object, row: object, register: object) -> object:
+    def cancel_while_judging(self: Publisher, *args: object) -> object:
         if not attempt:
 
             def cancel() -> None:
@@ -238,7 +238,7 @@ def test_cancelling_while_the_gate_judges_never_overwrites_a_delivery_in_flight(
             attempt.append(threading.Thread(target=cancel))
             attempt[0].start()
             time.sleep(0.3)  # the cancellation is now waiting for this transaction
-        return original(self, s, row, register)  # type: ignore[arg-type]
+        return original(self, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(Publisher, "_decide", cancel_while_judging)
     with running(tmp_path, database_url=database_url) as (w, sb, p):

@@ -71,9 +71,9 @@ def test_a_dead_daemons_in_flight_delivery_is_put_in_doubt_not_requeued(world: t
     a = q(w, "dead")
     (claim,) = a.claim(clock(), "stmarys-x", 1)
     with db.transaction(w.svc.engine) as s:
-        row = a.lock(s, claim.delivery_id)
-        assert row is not None
-        a.mark_in_flight(row, clock())
+        held = a.hold(s, claim.delivery_id)
+        assert held is not None
+        a.start(s, held, clock())
     assert q(w, "other").recover(clock()) == 0  # lease still running
     clock.advance(seconds=61)
     assert q(w, "other").recover(clock()) == 1
@@ -90,9 +90,9 @@ def test_release_gives_back_claims_and_puts_unanswered_calls_in_doubt(world: tup
     a = q(w, "me")
     claims = a.claim(clock(), "stmarys-x", 3)
     with db.transaction(w.svc.engine) as s:
-        row = a.lock(s, claims[0].delivery_id)
-        assert row is not None
-        a.mark_in_flight(row, clock())
+        held = a.hold(s, claims[0].delivery_id)
+        assert held is not None
+        a.start(s, held, clock())
     assert a.release() == 3
     rows = {r.id: r for r in deliveries(w.svc)}
     assert rows[claims[0].delivery_id].status == RECONCILE
@@ -104,3 +104,27 @@ def test_one_daemon_per_sqlite_file(tmp_path: Path) -> None:
     with DaemonLock(path), pytest.raises(DaemonError, match=r"pid \d+ on "):
         DaemonLock(path).acquire()
     DaemonLock(path).acquire().release()  # free again
+
+
+def test_the_daemons_log_size_is_the_entry_count_and_the_signed_size_the_last_checkpoint(
+    world: tuple[World, FakeClock],
+) -> None:
+    """The daemon reads the log's size after every dispatch tick as max(seq) + 1 (an index
+    step, not a count of every entry): it must equal the count, before and after a checkpoint."""
+    from sqlalchemy import func, select
+
+    from publisher.ledger.tables import log_entries
+    from publisher.queue.status import last_checkpoint_size
+
+    w, _ = world
+
+    def count() -> int:
+        with db.reading(w.svc.engine) as s:
+            return int(s.scalar(select(func.count()).select_from(log_entries)) or 0)
+
+    size = last_checkpoint_size(w.svc)[0]
+    assert size == count() > 6  # six approvals and everything before them
+    with db.writer_lock(w.svc.engine), w.svc.engine.begin() as conn:
+        w.svc.audit.ledger.checkpoint(conn, w.svc.log_signer())
+    w.post(accounts=["stmarys-x"])
+    assert last_checkpoint_size(w.svc) == (count(), size) and count() > size

@@ -1,0 +1,73 @@
+"""What one delivery costs the daemon: CPU time and SQL statements, in process, one worker.
+
+    python3 bench/cost.py [--deliveries 1000] [--accounts 100]
+
+The burst benchmark's set-up (bench/_common.py: the emulators in their own process, posts
+seeded as Service.approve writes them), then a Daemon with a pool of one drains them in this
+process. Prints CPU milliseconds per delivery (this process only: the emulators are elsewhere)
+and the statements per delivery by kind, counted at the driver. A profiling aid, steadier than
+the burst's rate on a shared machine; not part of `make bench`. (Log appends go to the driver
+directly, one per delivery, and are not counted.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as c
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deliveries", type=int, default=1000)
+    parser.add_argument("--accounts", type=int, default=100)
+    args = parser.parse_args()
+    from sqlalchemy import event
+
+    from publisher import config as cfgmod
+    from publisher.daemon import Daemon
+    from publisher.queue.settings import QueueSettings
+    from publisher.service import Service
+
+    n, accounts = args.deliveries, c.mix(args.accounts)
+    with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp, c.SandboxProc(Path(tmp) / "sandbox") as sb:
+        ws = c.make_workspace(Path(tmp) / "ws", accounts, sb, 1)
+        try:
+            due = datetime.now(UTC) - timedelta(minutes=1)
+            c.seed(ws, [(accounts[i % len(accounts)][0], due) for i in range(n)])
+            svc = Service.open(cfgmod.load(ws.config_path), "daemon")
+            statements: Counter[str] = Counter()
+
+            @event.listens_for(svc.engine, "before_cursor_execute")
+            def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+                words = statement.split()
+                statements[
+                    " ".join(words[:2]) + (f" ... {words[words.index('FROM') + 1]}" if "FROM" in words else "")
+                ] += 1
+
+            with Daemon(svc, QueueSettings.load(svc.config.path)) as daemon:
+                wall, cpu = time.perf_counter(), time.process_time()
+                left = daemon.drain(None, timeout=600)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            counts, _ = c.outcomes(ws)
+            svc.close()
+        finally:
+            ws.close()
+    print(f"{n:,} deliveries, one worker: {counts}, {left} left")
+    print(f"  {1000 * cpu / n:.2f} ms CPU per delivery, {n / wall:.1f} deliveries/s")
+    print(f"  {sum(statements.values()) / n:.1f} statements per delivery:")
+    for what, k in statements.most_common(20):
+        print(f"    {k / n:5.2f}  {what}")
+
+
+if __name__ == "__main__":
+    main()
