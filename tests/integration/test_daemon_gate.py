@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from publisher.connectors import ConnectorSettings
 from publisher.daemon import Daemon
@@ -195,7 +196,15 @@ def test_deliveries_wait_for_the_daily_budget_and_never_fail(tmp_path: Path) -> 
         waiting = next(r for r in rows if r.status == "queued")
         first = min(r.published_at for r in rows if r.published_at)
         assert waiting.next_try_at is not None and waiting.next_try_at >= first + timedelta(days=1)
+        # a post taken down still counts against the day's budget: asked again now, it still waits
+        with db.transaction(w.svc.engine) as s:
+            gone = next(r.id for r in rows if r.status == "live")
+            s.execute(update(m.DeliveryRow).where(m.DeliveryRow.id == gone).values(status="taken_down"))
+            s.execute(update(m.DeliveryRow).where(m.DeliveryRow.id == waiting.id).values(next_try_at=None))
+        env.run(wait=False)
+        again = next(r for r in deliveries(w.svc) if r.id == waiting.id)
+        assert again.status == "queued" and again.next_try_at == waiting.next_try_at
         clock.t = waiting.next_try_at
         env.run(wait=False)
-        assert [r.status for r in deliveries(w.svc)] == ["live"] * 3
+        assert sorted(r.status for r in deliveries(w.svc)) == ["live", "live", "taken_down"]
         assert len(env.live("stmarys-x")) == 3

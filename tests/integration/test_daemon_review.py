@@ -303,3 +303,49 @@ def test_two_daemons_never_publish_on_one_account_at_once(tmp_path: Path, databa
         rows = {r.id: r for r in deliveries(w.svc)}
         assert rows[claims[0][0].delivery_id].status == "inflight"
         assert (rows[claims[1][0].delivery_id].status, rows[claims[1][0].delivery_id].lease_owner) == ("queued", "")
+
+
+def test_two_intents_on_one_account_at_the_same_moment_let_one_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """As above, but the second daemon's intent runs while the first's is still open: it waits
+    on the account's row lock (PostgreSQL; SQLite's write lock), then finds the first in flight.
+    Without the lock both would read "nothing in flight" and both would publish."""
+    import threading
+    from datetime import timedelta
+
+    from publisher.queue import store as q
+    from publisher.queue.worker import Outcome
+
+    original = Publisher._decide
+    first_judging, second_done = threading.Event(), threading.Event()
+
+    def slow_first(self: Publisher, *args: object) -> object:
+        if self.queue.owner == "daemon-0":
+            first_judging.set()
+            second_done.wait(1.0)  # the second runs meanwhile (and must wait for this one)
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Publisher, "_decide", slow_first)
+    with running(tmp_path, database_url=database_url) as (w, _sb, p):
+        for i in range(2):
+            w.post(text=f"Notice {i}", accounts=["stmarys-x"])
+        time.sleep(1.1)
+        settings = QueueSettings.load(w.config_path)
+        daemons = [q.SqlAlchemyQueue(w.svc.engine, f"daemon-{i}", timedelta(seconds=60)) for i in range(2)]
+        claims = [queue.claim(w.svc.now(), "stmarys-x", 1) for queue in daemons]
+        outcomes: dict[int, object] = {}
+
+        def begin(i: int) -> None:
+            outcomes[i] = Publisher(w.svc, p, daemons[i], settings)._begin(claims[i][0])
+            if i == 1:
+                second_done.set()
+
+        first = threading.Thread(target=begin, args=(0,))
+        first.start()
+        assert first_judging.wait(10)
+        begin(1)
+        first.join(10)
+        assert not isinstance(outcomes[0], Outcome)  # the first daemon's intent
+        assert isinstance(outcomes[1], Outcome) and outcomes[1].state == "account_busy"
+        assert sorted(r.status for r in deliveries(w.svc)) == ["inflight", "queued"]
