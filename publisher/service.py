@@ -578,7 +578,7 @@ class Service:
         `read` collects what was read, in the post's order (approved sha256, the bytes, their
         actual sha256), so the publisher uploads exactly the bytes the gate judged."""
         out = []
-        for row in repo.media_facts(s, post_id):
+        for row in repo.post_media(s, post_id):
             path = repo.media_file(self.config.media_dir, row)
             try:
                 data = path.read_bytes()

@@ -178,21 +178,13 @@ _GATE_ACCOUNTS: Final = (
     .order_by(_POST_ACCOUNTS_T.c.account)
 )
 _POST_FEATURED: Final = (
-    select(m.PostSubjectRow).where(m.PostSubjectRow.post_id == _POST_ID).order_by(m.PostSubjectRow.subject_id)
-)
-_FEATURED: Final = (
     select(_POST_SUBJECTS_T.c.subject_id, _POST_SUBJECTS_T.c.image, _POST_SUBJECTS_T.c.name)
     .where(_POST_SUBJECTS_T.c.post_id == _POST_ID)
     .order_by(_POST_SUBJECTS_T.c.subject_id)
 )
+_MEDIA_COLUMNS: Final = ("sha256", "mime", "size", "width", "height", "camera_make", "camera_model", "device_id")
 _POST_MEDIA: Final = (
-    select(m.MediaRow)
-    .join(m.PostMediaRow, m.PostMediaRow.sha256 == m.MediaRow.sha256)
-    .where(m.PostMediaRow.post_id == _POST_ID)
-    .order_by(m.PostMediaRow.position)
-)
-_MEDIA_FACTS: Final = (
-    select(*(_MEDIA_T.c[n] for n in ("sha256", "mime", "width", "height", "camera_make", "camera_model", "device_id")))
+    select(*(_MEDIA_T.c[n] for n in _MEDIA_COLUMNS))
     .join(_POST_MEDIA_T, _POST_MEDIA_T.c.sha256 == _MEDIA_T.c.sha256)
     .where(_POST_MEDIA_T.c.post_id == _POST_ID)
     .order_by(_POST_MEDIA_T.c.position)
@@ -217,18 +209,14 @@ def post_accounts(s: Session, post_id: str) -> list[str]:
     return list(s.scalars(_POST_ACCOUNTS, {"post_id": post_id}))
 
 
-def post_featured(s: Session, post_id: str) -> list[m.PostSubjectRow]:
-    return list(s.scalars(_POST_FEATURED, {"post_id": post_id}))
+def post_featured(s: Session, post_id: str) -> Sequence[Any]:
+    """Who the post features, by subject id: (subject_id, image, name) rows."""
+    return s.execute(_POST_FEATURED, {"post_id": post_id}).all()
 
 
-def post_media(s: Session, post_id: str) -> list[m.MediaRow]:
-    return list(s.scalars(_POST_MEDIA, {"post_id": post_id}))
-
-
-def media_facts(s: Session, post_id: str) -> Sequence[Row[Any]]:
-    """The post's media rows in order, as the gate reads them (sha256, mime, width, height,
-    camera_make, camera_model, device_id)."""
-    return s.execute(_MEDIA_FACTS, {"post_id": post_id}).all()
+def post_media(s: Session, post_id: str) -> Sequence[Row[Any]]:
+    """The post's media in order, as rows of _MEDIA_COLUMNS."""
+    return s.execute(_POST_MEDIA, {"post_id": post_id}).all()
 
 
 class PostColumns(Protocol):
@@ -276,7 +264,7 @@ def gate_accounts(s: Session, post_id: str) -> tuple[dict[str, Account | None], 
 
 def featured(s: Session, post_id: str) -> tuple[Featured, ...]:
     out = []
-    for subject_id, image, name in s.execute(_FEATURED, {"post_id": post_id}):
+    for subject_id, image, name in post_featured(s, post_id):
         scopes = {Scope.IMAGE} if image else set()
         if name:
             scopes.add(Scope.NAME)

@@ -122,6 +122,37 @@ def test_an_image_changed_on_disk_after_approval_is_never_uploaded(env: Env, cha
     assert env.sb.created_count("x", env.platforms.sandbox_account_id("stmarys-x")) == 0
 
 
+@pytest.mark.parametrize(
+    ("edit", "codes"),
+    [
+        ("text", {"APPROVAL_CONTENT_MISMATCH"}),
+        ("token", {"APPROVAL_SIGNATURE_INVALID"}),
+        ("featured", {"APPROVAL_CONTENT_MISMATCH", "CONSENT_MISSING"}),  # (named, without name consent)
+    ],
+)
+def test_a_row_edited_behind_the_approval_blocks_at_post_time(env: Env, edit: str, codes: set[str]) -> None:
+    """At the moment of posting the daemon's gate reads the post, its approval token and whom
+    it features from the store again: a row edited after approval (the text, one character of
+    the token, a featured child's scopes) blocks the delivery, and the platform receives nothing."""
+    from sqlalchemy import select
+
+    w = env.w
+    pid = w.post(accounts=["stmarys-x"])
+    with db.transaction(w.svc.engine) as s:
+        if edit == "text":
+            s.execute(update(m.PostRow).where(m.PostRow.id == pid).values(text=m.PostRow.text + "!"))
+        elif edit == "token":
+            token = s.scalar(select(m.ApprovalRow.token).where(m.ApprovalRow.post_id == pid)) or ""
+            i = len(token) // 2
+            forged = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+            s.execute(update(m.ApprovalRow).where(m.ApprovalRow.post_id == pid).values(token=forged))
+        else:
+            s.execute(update(m.PostSubjectRow).where(m.PostSubjectRow.post_id == pid).values(name=True))
+    env.run()
+    assert blocked_codes(w) == {"stmarys-x": codes}
+    assert env.sb.created_count("x", env.platforms.sandbox_account_id("stmarys-x")) == 0
+
+
 def test_a_revoked_approver_blocks_every_delivery_at_post_time(env: Env) -> None:
     w = env.w
     w.post()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,9 @@ from publisher.connectors import ConnectorSettings
 from publisher.daemon import Daemon
 from publisher.errors import PublisherError
 from publisher.platforms import Platforms
+from publisher.queue import store as q
 from publisher.queue.settings import QueueSettings
-from publisher.queue.worker import Publisher
+from publisher.queue.worker import Outcome, Publisher
 from publisher.sandbox import Sandbox
 from publisher.takedown import open_takedowns, process_pending_takedowns, request_takedown
 from tests.contract.queue.world import World, build_world, deliveries, log_bodies
@@ -279,30 +281,32 @@ def test_a_worker_that_fails_gives_back_its_claims(tmp_path: Path, monkeypatch: 
             assert [(r.status, r.lease_owner) for r in deliveries(w.svc)] == [("queued", "")] * 3
 
 
+def _two_claimants(w: World, p: Platforms) -> tuple[list[Publisher], list[q.Claim]]:
+    """Two posts on one account, due; two daemons' publishers, each holding a claim on one of
+    them (both claimed before either is in flight)."""
+    for i in range(2):
+        w.post(text=f"Notice {i}", accounts=["stmarys-x"])
+    time.sleep(1.1)
+    settings = QueueSettings.load(w.config_path)
+    daemons = [q.SqlAlchemyQueue(w.svc.engine, f"daemon-{i}", timedelta(seconds=60)) for i in range(2)]
+    claims = [queue.claim(w.svc.now(), "stmarys-x", 1) for queue in daemons]
+    assert [len(c) for c in claims] == [1, 1]
+    return [Publisher(w.svc, p, d, settings) for d in daemons], [c[0] for c in claims]
+
+
 def test_two_daemons_never_publish_on_one_account_at_once(tmp_path: Path, database_url: str) -> None:
     """Two daemons can each claim one of an account's deliveries before either is in flight;
     the intent re-checks under the account's lock, so the second waits (same millisecond upload
     ids on Instagram, look-ups unable to tell posts apart, budgets overrun otherwise)."""
-    from datetime import timedelta
-
-    from publisher.queue import store as q
-    from publisher.queue.worker import Outcome
-
     with running(tmp_path, database_url=database_url) as (w, _sb, p):
-        for i in range(2):
-            w.post(text=f"Notice {i}", accounts=["stmarys-x"])
-        time.sleep(1.1)
-        settings = QueueSettings.load(w.config_path)
-        daemons = [q.SqlAlchemyQueue(w.svc.engine, f"daemon-{i}", timedelta(seconds=60)) for i in range(2)]
-        claims = [queue.claim(w.svc.now(), "stmarys-x", 1) for queue in daemons]
-        assert [len(c) for c in claims] == [1, 1]  # both claimed before either was in flight
-        first = Publisher(w.svc, p, daemons[0], settings)._begin(claims[0][0])
-        second = Publisher(w.svc, p, daemons[1], settings)._begin(claims[1][0])
+        publishers, claims = _two_claimants(w, p)
+        first = publishers[0]._begin(claims[0])
+        second = publishers[1]._begin(claims[1])
         assert not isinstance(first, Outcome)  # the first daemon's intent
         assert isinstance(second, Outcome) and second.state == "account_busy" and second.hold_until is not None
         rows = {r.id: r for r in deliveries(w.svc)}
-        assert rows[claims[0][0].delivery_id].status == "inflight"
-        assert (rows[claims[1][0].delivery_id].status, rows[claims[1][0].delivery_id].lease_owner) == ("queued", "")
+        assert rows[claims[0].delivery_id].status == "inflight"
+        assert (rows[claims[1].delivery_id].status, rows[claims[1].delivery_id].lease_owner) == ("queued", "")
 
 
 def test_two_intents_on_one_account_at_the_same_moment_let_one_through(
@@ -312,10 +316,6 @@ def test_two_intents_on_one_account_at_the_same_moment_let_one_through(
     on the account's row lock (PostgreSQL; SQLite's write lock), then finds the first in flight.
     Without the lock both would read "nothing in flight" and both would publish."""
     import threading
-    from datetime import timedelta
-
-    from publisher.queue import store as q
-    from publisher.queue.worker import Outcome
 
     original = Publisher._decide
     first_judging, second_done = threading.Event(), threading.Event()
@@ -328,16 +328,11 @@ def test_two_intents_on_one_account_at_the_same_moment_let_one_through(
 
     monkeypatch.setattr(Publisher, "_decide", slow_first)
     with running(tmp_path, database_url=database_url) as (w, _sb, p):
-        for i in range(2):
-            w.post(text=f"Notice {i}", accounts=["stmarys-x"])
-        time.sleep(1.1)
-        settings = QueueSettings.load(w.config_path)
-        daemons = [q.SqlAlchemyQueue(w.svc.engine, f"daemon-{i}", timedelta(seconds=60)) for i in range(2)]
-        claims = [queue.claim(w.svc.now(), "stmarys-x", 1) for queue in daemons]
+        publishers, claims = _two_claimants(w, p)
         outcomes: dict[int, object] = {}
 
         def begin(i: int) -> None:
-            outcomes[i] = Publisher(w.svc, p, daemons[i], settings)._begin(claims[i][0])
+            outcomes[i] = publishers[i]._begin(claims[i])
             if i == 1:
                 second_done.set()
 
