@@ -5,8 +5,10 @@
 Measures, on SQLite in WAL mode with synchronous=FULL:
   * appends/s through Ledger.append at 1 and 100 entries per transaction, beside a raw
     sqlite3 executemany of the same (pre-built) rows at the same batch sizes and durability;
-  * the time to verify an N-entry log (default 1,000,000; built with batched inserts of the
-    exact rows Ledger.append writes: entries, and a log_tiles row per 256 of them);
+  * the time to verify an N-entry log (default 1,000,000), as `publisher log verify` does it
+    (a process per core from 100,000 entries) and with one process beside it; the log is built
+    with batched inserts of the exact rows Ledger.append writes (entries, and a log_tiles row
+    per 256 of them);
   * on that log, from processes that hold nothing cached: the first checkpoint, reloading the
     frontier (from the stored tiles), one inclusion proof; the proof's size and offline
     verification time.
@@ -31,7 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from publisher.ledger import canonical, log, merkle, tiles
+from publisher.ledger import canonical, log, merkle, rederive, tiles
 from publisher.ledger.log import Ledger, install, verify_entry_proof
 from publisher.ledger.note import NoteSigner
 
@@ -130,7 +132,8 @@ def big_log(directory: Path, entries: int) -> dict[str, Any]:
         checkpoint_s, _ = timed(lambda: ledger.checkpoint(conn))
     fresh = Ledger(engine, SIGNER)  # no cache: what 'publisher log verify' does
     with engine.begin() as conn:
-        verify_s, report = timed(lambda: fresh.verify(conn))
+        verify_s, report = timed(lambda: fresh.verify(conn))  # default: a process per core
+        one_s, _ = timed(lambda: Ledger(engine, SIGNER).verify(conn, processes=1))
         prove_s, proof = timed(lambda: fresh.prove(conn, entries // 3))
         reload_s, _ = timed(lambda: fresh.head(conn))
     runs = 200
@@ -142,6 +145,8 @@ def big_log(directory: Path, entries: int) -> dict[str, Any]:
         "build_s": round(build_s, 2),
         "checkpoint_s": round(checkpoint_s, 3),
         "verify_s": round(verify_s, 2),
+        "verify_processes": rederive.processes_for(report.size),
+        "verify_one_process_s": round(one_s, 2),
         "frontier_reload_s": round(reload_s, 3),
         "prove_s": round(prove_s, 3),
         "proof_hashes": hashes,
@@ -194,7 +199,8 @@ def main() -> None:
         results["big_log"] = big
     print()
     print(f"Log of {big['entries']:,} entries (built in {big['build_s']} s with batched raw inserts of the same rows)")
-    for key in ("checkpoint_s", "verify_s", "frontier_reload_s", "prove_s", "proof_verify_us"):
+    keys = ("checkpoint_s", "verify_s", "verify_processes", "verify_one_process_s", "frontier_reload_s", "prove_s")
+    for key in (*keys, "proof_verify_us"):
         print(f"  {key:<20} {big[key]}")
     print(
         f"  inclusion proof      {big['proof_hashes']} hashes = {big['proof_hash_bytes']} B"

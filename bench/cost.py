@@ -1,13 +1,14 @@
 """What one delivery costs the daemon: CPU time and SQL statements, in process, one worker.
 
-    python3 bench/cost.py [--deliveries 1000] [--accounts 100]
+    python3 bench/cost.py [--deliveries 1000] [--accounts 100] [--postgres]
 
 The burst benchmark's set-up (bench/_common.py: the emulators in their own process, posts
 seeded as Service.approve writes them), then a Daemon with a pool of one drains them in this
-process. Prints CPU milliseconds per delivery (this process only: the emulators are elsewhere)
-and the statements per delivery by kind, counted at the driver. A profiling aid, steadier than
-the burst's rate on a shared machine; not part of `make bench`. (Log appends go to the driver
-directly, one per delivery, and are not counted.)
+process. Prints CPU milliseconds per delivery (this process only: the emulators, and with
+--postgres the server, are elsewhere) and the statements per delivery by kind, counted at the
+driver: every statement the database is sent, the log's appends and locks included (on
+PostgreSQL each is a round trip). A profiling aid, steadier than the burst's rate on a shared
+machine; not part of `make bench`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=1000)
     parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--postgres", action="store_true", help="the store on PostgreSQL (as bench_burst.py)")
     args = parser.parse_args()
     from sqlalchemy import event
 
@@ -40,19 +42,36 @@ def main() -> None:
 
     n, accounts = args.deliveries, c.mix(args.accounts)
     with tempfile.TemporaryDirectory(prefix="bench-cost-") as tmp, c.SandboxProc(Path(tmp) / "sandbox") as sb:
-        ws = c.make_workspace(Path(tmp) / "ws", accounts, sb, 1)
+        ws = c.make_workspace(Path(tmp) / "ws", accounts, sb, 1, postgres=args.postgres)
         try:
             due = datetime.now(UTC) - timedelta(minutes=1)
             c.seed(ws, [(accounts[i % len(accounts)][0], due) for i in range(n)])
             svc = Service.open(cfgmod.load(ws.config_path), "daemon")
             statements: Counter[str] = Counter()
 
-            @event.listens_for(svc.engine, "before_cursor_execute")
-            def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-                words = statement.split()
-                statements[
-                    " ".join(words[:2]) + (f" ... {words[words.index('FROM') + 1]}" if "FROM" in words else "")
-                ] += 1
+            def count(statement: str) -> None:
+                words = str(statement).split()
+                if words:
+                    key = " ".join(words[:2]) + (f" ... {words[words.index('FROM') + 1]}" if "FROM" in words else "")
+                    statements[key] += 1
+
+            if args.postgres:
+                import psycopg
+
+                execute = psycopg.Cursor.execute
+
+                def counted(self: Any, query: Any, *rest: Any, **kw: Any) -> Any:
+                    count(query.as_string(self) if hasattr(query, "as_string") else query)
+                    return execute(self, query, *rest, **kw)
+
+                psycopg.Cursor.execute = counted  # type: ignore[method-assign]
+            else:
+
+                @event.listens_for(svc.engine, "connect")
+                def trace(dbapi_conn: Any, _record: Any) -> None:
+                    dbapi_conn.set_trace_callback(count)
+
+                svc.engine.dispose()  # connections opened from here on are traced
 
             with Daemon(svc, QueueSettings.load(svc.config.path)) as daemon:
                 wall, cpu = time.perf_counter(), time.process_time()

@@ -40,6 +40,9 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if args.only and (HERE / "results.json").exists():  # one benchmark again: keep the others' figures
+        kept = json.loads((HERE / "results.json").read_text())
+        results = {**kept, f"{args.only}_started": results["started"]}
     failed = []
     for script in sorted(HERE.glob("bench_*.py")):
         name = script.stem.removeprefix("bench_")

@@ -272,8 +272,13 @@ def log_group() -> None:
 
 @log_group.command("verify")
 @click.option("--against", type=click.Path(path_type=Path, file_okay=False), help="exported checkpoints to hold it to")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    help="processes to check the rows with (default: one per core from 100,000 entries, else 1)",
+)
 @pass_ctx
-def log_verify(c: Ctx, against: Path | None) -> None:
+def log_verify(c: Ctx, against: Path | None, processes: int | None) -> None:
     """Recompute every leaf and root; check every checkpoint. Exit 0 only if all hold."""
     from publisher.errors import UsageError
     from publisher.store import db
@@ -282,7 +287,7 @@ def log_verify(c: Ctx, against: Path | None) -> None:
     if against is not None and not against.is_dir():
         raise UsageError(f"No folder {against}: give the folder 'publisher log export-checkpoints' wrote")
     with db.transaction(svc.engine) as s:
-        r = svc.audit.ledger.verify(s.connection(), against)
+        r = svc.audit.ledger.verify(s.connection(), against, processes=processes)
     exported = f", {r.exported_verified} exported checkpoints matched" if against is not None else ""
     click.echo(
         f"OK: {r.size} entries, root {r.root_hash.hex()[:16]}..., {r.checkpoints_verified} checkpoints verified"

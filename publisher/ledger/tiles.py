@@ -272,45 +272,6 @@ def backfill(conn: Connection) -> int:
     return len(missing)
 
 
-# --------------------------------------------------------------------------- verifying
-
-
-class Rederived:
-    """A frontier grown leaf by leaf (for ``verify``) that recomputes every tile on the way and
-    checks it against the stored one. Costs no extra hashing: a tile's hash is the compact
-    range over its 256 leaves, which the frontier computes anyway."""
-
-    def __init__(self, stored: Sequence[bytes]) -> None:
-        self.stored = stored
-        self.over_tiles = merkle.CompactRange()
-        self.inner = merkle.CompactRange()
-
-    def append(self, leaf: bytes) -> None:
-        inner = self.inner
-        inner.append(leaf)
-        if inner.size == TILE_SIZE:
-            tile, k = inner.root(), self.over_tiles.size
-            if k < len(self.stored) and self.stored[k] != tile:
-                first = k * TILE_SIZE
-                raise LogIntegrityError(
-                    first, f"stored tile {k} does not match entries {first}..{first + TILE_SIZE - 1}"
-                )
-            self.over_tiles.append(tile)
-            self.inner = merkle.CompactRange()
-
-    def frontier(self) -> merkle.CompactRange:
-        return join(self.over_tiles, self.inner)
-
-    def finish(self) -> None:
-        """Refuse stored tiles past the log's last whole tile (their entries are gone)."""
-        k = self.over_tiles.size
-        if len(self.stored) > k:
-            raise LogIntegrityError(
-                k * TILE_SIZE,
-                f"tile {k} is stored but entries {k * TILE_SIZE}..{k * TILE_SIZE + TILE_SIZE - 1} are not all in the log",
-            )
-
-
 def driver_cursor(conn: Connection) -> Any:
     """A DB-API cursor on the connection under ``conn``, in its transaction: the append path's
     statements skip SQLAlchemy's per-statement machinery, which cost more than the insert."""
