@@ -19,7 +19,7 @@ import bisect
 import multiprocessing
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import closing
@@ -164,7 +164,7 @@ def processes_for(size: int) -> int:
 _ROWS_SQL = "SELECT seq, kind, body, leaf_hash, created_at FROM log_entries ORDER BY seq"
 
 
-def pieces(conn: Connection) -> Iterator[list[tuple[Any, ...]]]:
+def pieces(conn: Connection) -> Generator[list[tuple[Any, ...]], None, None]:
     """Every log row in seq order, ``PIECE`` at a time, read in ``conn``'s transaction by the
     driver itself (plain tuples, ready to hand to a worker). PostgreSQL streams them from a
     server-side cursor; SQLite's cursor streams anyway."""
