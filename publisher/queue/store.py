@@ -21,7 +21,7 @@ holds the file (see `publisher.queue.lock`).
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
@@ -103,21 +103,18 @@ _LEASE: Final = (
     .values(lease_owner=bindparam("b_owner"), lease_expires=bindparam("b_until"))
 )
 _LOCK: Final = select(D).where(D.id == bindparam("id")).with_for_update()  # an ORM row, for the rarer paths
-_HOLD: Final = (
-    select(
-        T.c.id,
-        T.c.post_id,
-        T.c.account,
-        T.c.status,
-        T.c.attempts,
-        T.c.lease_owner,
-        T.c.lease_expires,
-        T.c.jti,
-        T.c.cancel_requested,
-    )
-    .where(T.c.id == _ID)
-    .with_for_update()
+_HELD: Final = (
+    T.c.id,
+    T.c.post_id,
+    T.c.account,
+    T.c.status,
+    T.c.attempts,
+    T.c.lease_owner,
+    T.c.lease_expires,
+    T.c.jti,
+    T.c.cancel_requested,
 )
+_HOLD: Final = select(*_HELD).where(T.c.id == _ID).with_for_update()
 _START: Final = (
     update(T)
     .where(T.c.id == _ID)
@@ -129,9 +126,10 @@ _START: Final = (
         lease_expires=bindparam("b_until"),
     )
 )
+RECORDABLE: Final = (INFLIGHT, RECONCILE, UNCONFIRMED)  # a delivery whose publishing may be recorded
 _GO_LIVE: Final = (
     update(T)
-    .where(T.c.id == _ID)
+    .where(T.c.id == _ID, T.c.status.in_(RECORDABLE))
     .values(
         status=LIVE,
         platform_id=bindparam("b_platform_id"),
@@ -144,6 +142,7 @@ _GO_LIVE: Final = (
         lease_expires=None,
     )
 )
+_GO_LIVE_RETURNING: Final = _GO_LIVE.returning(*_HELD)
 _UNLEASE: Final = update(T).where(T.c.id == _ID).values(lease_owner="", lease_expires=None)
 _LOCK_ACCOUNT: Final = select(_ACCOUNTS.c.name).where(_ACCOUNTS.c.name == _ACCOUNT).with_for_update()
 _IN_WINDOW: Final = and_(T.c.status.in_((LIVE, TAKEN_DOWN)), T.c.published_at >= bindparam("b_since"))
@@ -225,8 +224,20 @@ class SqlAlchemyQueue:
         """In flight: the platform call is about to be made (one more attempt)."""
         s.execute(_START, {"b_id": row.id, "b_now": now, "b_owner": self.owner, "b_until": now + self.lease})
 
-    def go_live(self, s: Session, row: Held, platform_id: str, url: str, now: datetime) -> None:
-        s.execute(_GO_LIVE, {"b_id": row.id, "b_platform_id": platform_id, "b_url": url, "b_now": now})
+    def go_live(self, s: Session, delivery_id: str, platform_id: str, url: str, now: datetime) -> Held | None:
+        """Live, if the row is still RECORDABLE; returns it as it now is (None: it was not, as
+        when another daemon recorded it first). The row is locked until the transaction ends.
+        PostgreSQL does it in one UPDATE ... RETURNING (a round trip fewer); SQLite, whose
+        RETURNING needs 3.35 or newer, reads the row first, under its write lock."""
+        values = {"b_id": delivery_id, "b_platform_id": platform_id, "b_url": url, "b_now": now}
+        if s.get_bind().dialect.name == "postgresql":
+            live = s.execute(_GO_LIVE_RETURNING, values).first()
+            return Held(*live) if live is not None else None
+        held = self.hold(s, delivery_id)
+        if held is None or held.status not in RECORDABLE:
+            return None
+        s.execute(_GO_LIVE, values)
+        return replace(held, status=LIVE, lease_owner="", lease_expires=None)
 
     def unlease(self, s: Session, row: Held) -> None:
         s.execute(_UNLEASE, {"b_id": row.id})

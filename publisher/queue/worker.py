@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from publisher.connectors import MediaItem, PublishedRef, RenderedPost
 from publisher.domain import gate
+from publisher.domain.manifest import manifest_sha256
 from publisher.domain.model import Finding, Post
 from publisher.errors import AuthFailed, ConnectorError, OutcomeUnknown, PublisherError, RateLimited, Rejected
 from publisher.ledger import log as kinds
@@ -85,6 +86,10 @@ class _Intent:
 
 
 Begun = _Intent | Outcome  # what beginning a claim gave: its intent, or why there is none
+
+
+class _NextFailed(Exception):
+    """Judging the next delivery failed inside the record of the last (see _intend_within)."""
 
 
 class Publisher:
@@ -302,49 +307,54 @@ class Publisher:
         commit fail, this record goes with it and the delivery is looked up (never re-sent)."""
         nxt: Begun | None = None
         svc, now = self.service, self.service.now()
-        with db.transaction(svc.engine) as s:
-            register = svc.register(s, lock=True)  # before the row: see repo.hold_register
-            row = self.queue.hold(s, claim.delivery_id)
-            if row is None or row.status not in (q.INFLIGHT, q.RECONCILE, q.UNCONFIRMED):
-                return Outcome("lost")  # another daemon recorded it first
-            self.queue.go_live(s, row, ref.platform_id, ref.url, now)
-            repo.mark_post_published(s, row.post_id)  # rows before the log (a blocked `then` logs)
-            if then is not None and not self.stopping.is_set():
-                # Before this one's log entry: locks in the order register, rows, log.
-                nxt = self._intend_within(s, then, register)
-            manifest = repo.latest_manifest(s, row.post_id)
-            if judged is not None:
-                post, media = judged.post, [item.sha256 for item in judged.rendered.media]
-            else:
-                post_row = repo.get_post(s, row.post_id)
-                post, media = repo.domain_post(s, post_row, ()), [md.sha256 for md in repo.post_media(s, row.post_id)]
-            body: dict[str, Any] = {
-                "post": row.post_id,
-                "delivery": row.id,
-                "account": row.account,
-                "platform": ref.platform,
-                "platform_id": ref.platform_id,
-                "url": ref.url,
-                "jti": row.jti,
-                "manifest_sha256": manifest,
-                "media_sha256": media,
-                "attempts": row.attempts,
-                "reconciled": reconciled,
-            }
-            svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, post, register))
+        try:
+            with db.transaction(svc.engine) as s:
+                register = svc.register(s, lock=True)  # before the row: see repo.hold_register
+                row = self.queue.go_live(s, claim.delivery_id, ref.platform_id, ref.url, now)
+                if row is None:
+                    return Outcome("lost")  # another daemon recorded it first
+                repo.mark_post_published(s, row.post_id)  # rows before the log (a blocked `then` logs)
+                if then is not None and not self.stopping.is_set():
+                    # Before this one's log entry: locks in the order register, rows, log.
+                    nxt = self._intend_within(s, then, register)
+                if judged is not None:  # the manifest its approval bound, as the gate checked it
+                    post, media = judged.post, [item.sha256 for item in judged.rendered.media]
+                    manifest = manifest_sha256(post)
+                else:
+                    post_row = repo.get_post(s, row.post_id)
+                    post = repo.domain_post(s, post_row, ())
+                    media = [md.sha256 for md in repo.post_media(s, row.post_id)]
+                    manifest = repo.latest_manifest(s, row.post_id)
+                body: dict[str, Any] = {
+                    "post": row.post_id,
+                    "delivery": row.id,
+                    "account": row.account,
+                    "platform": ref.platform,
+                    "platform_id": ref.platform_id,
+                    "url": ref.url,
+                    "jti": row.jti,
+                    "manifest_sha256": manifest,
+                    "media_sha256": media,
+                    "attempts": row.attempts,
+                    "reconciled": reconciled,
+                }
+                svc.record(s, kinds.POST_PUBLISHED, body, svc.personal(s, post, register))
+        except _NextFailed:  # nothing of that transaction stands: record this one on its own
+            assert then is not None  # only judging `then` raises it
+            log.exception("could not begin the next delivery with the last", extra=self._ids(then))
+            return self._record_live(claim, ref, reconciled=reconciled, judged=judged)
         self._note(claim, "published", platform_id=ref.platform_id, reconciled=reconciled)
         return Outcome(q.LIVE, then=nxt)
 
-    def _intend_within(self, s: Session, then: q.Claim, register: repo.Register) -> Begun | None:
-        """Begin `then` inside a savepoint of the caller's transaction: should judging it fail,
-        only its part is undone (the record of the delivery that went live stands) and it is
-        begun again on its own (None)."""
+    def _intend_within(self, s: Session, then: q.Claim, register: repo.Register) -> Begun:
+        """Begin `then` in the caller's transaction (the record of the delivery that went live).
+        Should judging it fail, the whole transaction is undone (_NextFailed) and the record made
+        again alone; `then` is begun again on its own. (A savepoint would keep the record, but
+        costs two statements per delivery, each a round trip on PostgreSQL.)"""
         try:
-            with s.begin_nested():
-                return self._intend(s, then, register)
-        except Exception:
-            log.exception("could not begin the next delivery with the last", extra=self._ids(then))
-            return None
+            return self._intend(s, then, register)
+        except Exception as exc:
+            raise _NextFailed from exc
 
     def _failed_call(self, claim: q.Claim, exc: ConnectorError, attempts: int) -> Outcome:
         """The platform certainly did not publish: decide between later and never."""

@@ -18,7 +18,7 @@ from publisher.domain.limits import Platform
 from publisher.domain.model import Scope
 from publisher.queue.settings import QueueSettings
 from publisher.queue.worker import Outcome, Publisher
-from publisher.store import repo
+from publisher.store import db, repo
 from tests.contract.queue.world import deliveries, log_bodies
 
 from .test_daemon_review import drain, running
@@ -49,14 +49,18 @@ def test_the_next_delivery_is_begun_with_the_record_of_the_last(
         assert [(r.status, r.attempts) for r in rows] == [("live", 1)] * 3
         assert len(begins) == 1  # the other two were begun as the one before went live
         assert sb.created_count("x", xid) == 3
-        assert len(log_bodies(w.svc, "post_published")) == 3
+        published = log_bodies(w.svc, "post_published")
+        assert len(published) == 3
+        with db.reading(w.svc.engine) as s:  # each names the manifest its approval bound
+            assert all(b["manifest_sha256"] == repo.latest_manifest(s, b["post"]) != "" for b in published)
 
 
 def test_a_failure_judging_the_next_delivery_undoes_only_its_part(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The next delivery is begun in a savepoint: it is marked in flight, then judging fails;
-    the record of the last stands, and the next is begun again on its own and goes out once."""
+    """The next delivery is begun in the record of the last: it is marked in flight, then
+    judging fails; that transaction is undone and the record made again alone (it stands, once),
+    and the next is begun again on its own and goes out once."""
     original = Publisher._intend
     calls: list[str] = []
 

@@ -99,6 +99,29 @@ def test_release_gives_back_claims_and_puts_unanswered_calls_in_doubt(world: tup
     assert all(r.lease_owner == "" for r in rows.values())
 
 
+def test_go_live_records_only_a_delivery_in_flight_or_in_doubt_and_returns_it(world: tuple[World, FakeClock]) -> None:
+    """PostgreSQL does it in one UPDATE ... RETURNING, SQLite reads the row first: the same."""
+    w, clock = world
+    a = q(w, "me")
+    first, second = a.claim(clock(), "stmarys-x", 2)
+    with db.transaction(w.svc.engine) as s:
+        held = a.hold(s, first.delivery_id)
+        assert held is not None
+        a.start(s, held, clock())
+        assert a.go_live(s, second.delivery_id, "p2", "https://x/2", clock()) is None  # still queued
+        live = a.go_live(s, first.delivery_id, "p1", "https://x/1", clock())
+    assert live is not None
+    assert (live.id, live.post_id, live.account, live.jti, live.attempts) == (
+        held.id, held.post_id, held.account, held.jti, 1,
+    )  # fmt: skip
+    assert (live.status, live.lease_owner, live.lease_expires) == ("live", "", None)
+    with db.transaction(w.svc.engine) as s:
+        assert a.go_live(s, first.delivery_id, "again", "https://x/again", clock()) is None  # recorded already
+    rows = {r.id: r for r in deliveries(w.svc)}
+    assert (rows[first.delivery_id].status, rows[first.delivery_id].platform_id) == ("live", "p1")
+    assert rows[first.delivery_id].lease_owner == "" and rows[second.delivery_id].status == "queued"
+
+
 def test_one_daemon_per_sqlite_file(tmp_path: Path) -> None:
     path = tmp_path / "daemon.lock"
     with DaemonLock(path), pytest.raises(DaemonError, match=r"pid \d+ on "):

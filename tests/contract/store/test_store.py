@@ -126,3 +126,43 @@ def test_approver_key_file_is_0600_and_encrypted(svc: Service, tmp_path: Path) -
     assert svc.config.root_key_file.stat().st_mode & 0o777 == 0o600
     assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes()
     assert isinstance(keys.read_private_key(key, PW), Ed25519PrivateKey)
+
+
+def test_a_pooled_connection_is_pinged_only_after_resting_and_replaced_if_dead(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server to lose")
+    engine = db.make_engine(database_url)
+    pings: list[bool] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_conn: object) -> bool:
+        pings.append(True)
+        return ping(dbapi_conn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    backend = sa.text("SELECT pg_backend_pid()")
+    try:
+        with engine.connect() as c:
+            first = c.scalar(backend)
+        with engine.connect() as c:  # in steady use: no ping, the same connection
+            assert c.scalar(backend) == first and pings == []
+
+        def kill(pid: int) -> None:
+            with sa.create_engine(database_url, poolclass=sa.pool.NullPool).connect() as admin:
+                assert admin.scalar(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+
+        kill(first)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)  # it has rested long enough
+        with engine.connect() as c:  # the ping finds it dead: a new connection, no error
+            second = c.scalar(backend)
+        assert second != first and pings == [True]
+        kill(second)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)  # not rested: not pinged, so the use fails
+        with pytest.raises(sa.exc.OperationalError), engine.connect() as c:
+            c.scalar(backend)
+        with engine.connect() as c:  # and the pool starts afresh
+            assert c.scalar(backend) not in (first, second)
+    finally:
+        engine.dispose()
