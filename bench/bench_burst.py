@@ -12,7 +12,8 @@ the wait for the daemon's next dispatch tick (dispatch_seconds, 1 s by default).
 
 Limit: the same connectors publishing the same posts to the same emulators in a plain
 ThreadPoolExecutor of the same size (one task per account, its posts in order), no queue,
-gate or log. Recipe: APScheduler 3, SQLAlchemyJobStore on SQLite, one date job per post, a
+gate or log; run before the project and again after it, and taken as the mean of the two (this
+shared machine's speed drifts by a third within minutes). Recipe: APScheduler 3, SQLAlchemyJobStore on SQLite, one date job per post, a
 ThreadPoolExecutor of the same size; each job verifies the post's approval token
 (publisher.domain.approval.verify_approval) and publishes through the same connector.
 
@@ -155,8 +156,12 @@ def main() -> None:
     args = parser.parse_args()
     n, accounts, w = args.deliveries, c.mix(args.accounts), args.workers
     rows: dict[str, dict[str, Any]] = {}
+    limits: list[dict[str, Any]] = []  # run before the project and after it: the machine drifts
     with tempfile.TemporaryDirectory(prefix="bench-burst-") as tmp:
         base = Path(tmp)
+        if "limit" not in args.skip:
+            print("limit, before the project: plain thread pool ...", flush=True)
+            limits.append(limit(base / "limit-before", n, accounts, w))
         if "sqlite" not in args.skip:
             print(f"project on SQLite: {n} deliveries over {len(accounts)} accounts, {w} workers ...", flush=True)
             rows["project-SQLite"] = project(base / "sqlite", n, accounts, w, postgres=False)
@@ -166,8 +171,16 @@ def main() -> None:
             print("project on PostgreSQL, two daemons ...", flush=True)
             rows["project-PostgreSQL-2d"] = project(base / "pg2", n, accounts, w, postgres=True, daemons=2)
         if "limit" not in args.skip:
-            print("limit: plain thread pool ...", flush=True)
-            rows["limit"] = limit(base / "limit", n, accounts, w)
+            print("limit, after the project ...", flush=True)
+            limits.append(limit(base / "limit-after", n, accounts, w))
+            rates = [float(r["per_s"]) for r in limits]
+            rows["limit"] = {
+                "per_s": round(sum(rates) / len(rates), 1),
+                "all_live_s": round(sum(float(r["all_live_s"]) for r in limits) / len(limits), 2),
+                "before_per_s": rates[0],
+                "after_per_s": rates[1],
+                "runs": limits,
+            }
         if "recipe" not in args.skip:
             print("recipe: APScheduler 3 + SQLAlchemyJobStore ...", flush=True)
             rows["recipe"] = recipe(base / "recipe", n, accounts, w)
@@ -186,8 +199,11 @@ def main() -> None:
             r["target_pass"] = bool(pct >= 50 and ratio >= 3)
             r["pct_of_limit"], r["x_recipe"] = round(pct, 1), round(ratio, 2)
         print(f"{name:<20} {rate:>13,.1f} {pct:>10.1f}% {ratio:>9.2f} {span:>14}s  {target}")
+    if "limit" in rows:
+        lr = rows["limit"]
+        print(f"  (the limit is the mean of {lr['before_per_s']}/s before the project and {lr['after_per_s']}/s after)")
     for name, r in rows.items():
-        extra = {k: v for k, v in r.items() if k not in ("per_s",)}
+        extra = {k: v for k, v in r.items() if k not in ("per_s", "runs")}
         print(f"  {name}: {extra}")
     c.write_out(args.out, {"deliveries": n, "accounts": len(accounts), "workers": w, "runs": rows})
 

@@ -303,8 +303,9 @@ class Publisher:
         """The delivery is live: its row and its POST_PUBLISHED entry, in one transaction.
         `judged`: the intent this process published (its post, as judged, and the exact media
         uploaded); a delivery found by a look-up is described from the store instead. `then`:
-        begun in the same transaction (see `handle`), unless the daemon is stopping; should the
-        commit fail, this record goes with it and the delivery is looked up (never re-sent)."""
+        begun in the same transaction (see `handle`), unless the daemon is stopping; should
+        judging it fail, that transaction is undone and this record made again alone, and should
+        the commit fail, this record goes with it and the delivery is looked up (never re-sent)."""
         nxt: Begun | None = None
         svc, now = self.service, self.service.now()
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session
 
 from publisher.errors import StoreUnavailable
@@ -75,7 +75,8 @@ def _ping_if_rested(dialect: Dialect, dbapi_conn: Any, record: Any, _proxy: Any)
     try:
         dialect.do_ping(dbapi_conn)
     except Exception as exc:
-        raise DisconnectionError(f"a pooled connection was dead ({type(exc).__name__})") from exc
+        # As pool_pre_ping: this connection and every one pooled before it are replaced.
+        raise InvalidatePoolError(f"a pooled connection was dead ({type(exc).__name__})") from exc
 
 
 def _alembic_config(engine: Engine) -> Any:

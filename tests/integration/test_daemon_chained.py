@@ -55,7 +55,7 @@ def test_the_next_delivery_is_begun_with_the_record_of_the_last(
             assert all(b["manifest_sha256"] == repo.latest_manifest(s, b["post"]) != "" for b in published)
 
 
-def test_a_failure_judging_the_next_delivery_undoes_only_its_part(
+def test_a_failure_judging_the_next_delivery_undoes_the_record_which_is_made_again_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The next delivery is begun in the record of the last: it is marked in flight, then

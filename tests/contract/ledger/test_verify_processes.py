@@ -69,6 +69,15 @@ def _swap(a: int, b: int) -> Callable[[Connection], None]:
     return attack
 
 
+def _as_text(seq: int) -> Callable[[Connection], None]:
+    """The body rewritten as text (SQLite keeps it as TEXT; PostgreSQL casts it to bytea)."""
+
+    def attack(conn: Connection) -> None:
+        conn.execute(text("UPDATE log_entries SET body = :b WHERE seq = :s"), {"b": '{"seq":400}', "s": seq})
+
+    return attack
+
+
 def _tile(k: int) -> Callable[[Connection], None]:
     def attack(conn: Connection) -> None:
         conn.execute(text("UPDATE log_tiles SET hash = :h WHERE seq = :s"), {"h": bytes(32), "s": k})
@@ -86,6 +95,7 @@ ATTACKS: dict[str, Callable[[Connection], None]] = {
     "first row of a piece deleted": _delete(768),
     "rows swapped across pieces": _swap(200, 900),
     "tile": _tile(2),
+    "body stored as text": _as_text(400),
     "tail deleted": _delete(1_099, 1_098),
 }
 

@@ -153,16 +153,20 @@ def test_a_pooled_connection_is_pinged_only_after_resting_and_replaced_if_dead(
             with sa.create_engine(database_url, poolclass=sa.pool.NullPool).connect() as admin:
                 assert admin.scalar(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
 
-        kill(first)
-        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)  # it has rested long enough
-        with engine.connect() as c:  # the ping finds it dead: a new connection, no error
-            second = c.scalar(backend)
-        assert second != first and pings == [True]
+        with engine.connect() as c, engine.connect() as d:  # two in the pool
+            pooled = {c.scalar(backend), d.scalar(backend)}
+        for pid in pooled:
+            kill(pid)
+        monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.0)  # they have rested long enough
+        with engine.connect() as c, engine.connect() as d:  # one ping finds a dead one: both replaced
+            second, other = c.scalar(backend), d.scalar(backend)
+        assert {second, other}.isdisjoint(pooled) and pings == [True]
         kill(second)
+        kill(other)
         monkeypatch.setattr(db, "PING_AFTER_IDLE", 3600.0)  # not rested: not pinged, so the use fails
         with pytest.raises(sa.exc.OperationalError), engine.connect() as c:
             c.scalar(backend)
         with engine.connect() as c:  # and the pool starts afresh
-            assert c.scalar(backend) not in (first, second)
+            assert c.scalar(backend) not in (*pooled, second)
     finally:
         engine.dispose()

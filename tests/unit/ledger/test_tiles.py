@@ -13,9 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from publisher.errors import LogIntegrityError
 from publisher.ledger import merkle, tiles
-from publisher.ledger.rederive import Piece, Rederived
 
 VECTORS = Path(__file__).parents[3].parent / "shared" / "specs" / "merkle" / "testdata"
 # The leaves of transparency-dev/merkle testonly/constants.go: the vectors' tree.
@@ -171,67 +169,3 @@ def test_tip_turns_every_256th_leaf_into_a_pending_tile() -> None:
         tip.add(leaf)
     assert tip.pending == [merkle.subtree_hash(BIG, 0, 256), merkle.subtree_hash(BIG, 256, 512)]
     assert tip.partial == BIG[512:600]
-
-
-def _piece(first: int, end: int, wanted: Sequence[int] = ()) -> Piece:
-    """What scan reports for leaves BIG[first:end], built from the leaves alone."""
-    inner, done, at = merkle.CompactRange(), [], {}
-    for seq in range(first, end):
-        inner.append(BIG[seq])
-        if inner.size == 256:
-            done.append(inner.root())
-            inner = merkle.CompactRange()
-        if seq + 1 in wanted:
-            at[seq + 1] = inner.hashes
-    return Piece(first, end, done, at, inner.hashes, None)
-
-
-def test_rederived_joins_pieces_into_the_leaf_frontier_and_names_a_wrong_tile() -> None:
-    good = list(tiles.tile_hashes(BIG))
-    for cut in (256, 512, 768):  # two pieces, cut on a tile boundary
-        rederived = Rederived(good[:2], {})  # a tile not stored yet is no error
-        rederived.take(_piece(0, cut))
-        rederived.take(_piece(cut, len(BIG)))
-        expected = merkle.CompactRange()
-        expected.extend(BIG)
-        assert rederived.frontier().hashes == expected.hashes and rederived.size == len(BIG)
-        rederived.finish()
-    bad = Rederived([good[0], bytes(32)], {})
-    with pytest.raises(LogIntegrityError, match=r"stored tile 1 does not match entries 256\.\.511") as caught:
-        bad.take(_piece(0, 512))
-    assert caught.value.seq == 256
-    beyond = Rederived([*good, bytes(32)], {})
-    beyond.take(_piece(0, len(BIG)))
-    with pytest.raises(LogIntegrityError, match="tile 3 is stored") as caught:
-        beyond.finish()
-    assert caught.value.seq == 768
-
-
-def test_rederived_checks_each_checkpoint_at_its_size_across_pieces() -> None:
-    sizes = [0, 1, 255, 256, 300, 512, 600, 845]
-    roots = {n: merkle.root(BIG[:n]) for n in sizes}
-    expected = {n: [("stored", roots[n])] for n in sizes}
-    rederived = Rederived([], expected)
-    rederived.take(_piece(0, 512, sizes))
-    rederived.take(_piece(512, len(BIG), sizes))
-    assert rederived.good == 845
-    wrong = {**expected, 600: [("stored", roots[600]), ("exported", roots[300])]}
-    rederived = Rederived([], wrong)
-    rederived.take(_piece(0, 512, sizes))
-    with pytest.raises(LogIntegrityError, match=r"entries 512\.\.599 do not match the exported checkpoint at size 600"):
-        rederived.take(_piece(512, len(BIG), sizes))
-
-
-def test_a_worker_that_died_is_a_one_line_error_naming_the_way_round() -> None:
-    from concurrent.futures import Future
-    from concurrent.futures.process import BrokenProcessPool
-
-    from publisher.errors import LedgerError
-    from publisher.ledger import rederive
-
-    died: Future[Piece] = Future()
-    died.set_exception(BrokenProcessPool("A child process terminated abruptly"))
-    with pytest.raises(LedgerError, match=r"run 'publisher log verify --processes 1'"):
-        rederive._result(died)
-    assert rederive.processes_for(rederive.PARALLEL_FROM - 1) == 1  # small logs: no worker to start
-    assert rederive.processes_for(rederive.PARALLEL_FROM) >= 1
