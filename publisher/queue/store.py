@@ -70,9 +70,9 @@ _ACCOUNTS: Final = cast(Table, m.AccountRow.__table__)
 _ID: Any = bindparam("b_id")
 _ACCOUNT: Any = bindparam("b_account")
 _NOW: Any = bindparam("b_now")
-_GOING: Final = T.c.status.in_((INFLIGHT, RECONCILE))
+_GOING: Final = repo.one_of(T.c.status, (INFLIGHT, RECONCILE))
 _CLAIMABLE: Final = and_(
-    T.c.status.in_((QUEUED, RECONCILE)),
+    repo.one_of(T.c.status, (QUEUED, RECONCILE)),
     T.c.due_at <= _NOW,
     or_(T.c.next_try_at.is_(None), T.c.next_try_at <= _NOW),
     or_(T.c.lease_expires.is_(None), T.c.lease_expires <= _NOW),
@@ -83,7 +83,9 @@ _OTHER: Final = T.alias("other")
 # the platform look-up able to tell which post is whose.
 _IN_DOUBT_ELSEWHERE: Final = and_(
     T.c.status == QUEUED,
-    exists().where(_OTHER.c.account == T.c.account, _OTHER.c.id != T.c.id, _OTHER.c.status.in_((INFLIGHT, RECONCILE))),
+    exists().where(
+        _OTHER.c.account == T.c.account, _OTHER.c.id != T.c.id, repo.one_of(_OTHER.c.status, (INFLIGHT, RECONCILE))
+    ),
 )
 _DUE_ACCOUNTS: Final = (
     select(T.c.account, func.min(T.c.due_at))
@@ -129,7 +131,7 @@ _START: Final = (
 RECORDABLE: Final = (INFLIGHT, RECONCILE, UNCONFIRMED)  # a delivery whose publishing may be recorded
 _GO_LIVE: Final = (
     update(T)
-    .where(T.c.id == _ID, T.c.status.in_(RECORDABLE))
+    .where(T.c.id == _ID, repo.one_of(T.c.status, RECORDABLE))
     .values(
         status=LIVE,
         platform_id=bindparam("b_platform_id"),
@@ -145,12 +147,12 @@ _GO_LIVE: Final = (
 _GO_LIVE_RETURNING: Final = _GO_LIVE.returning(*_HELD)
 _UNLEASE: Final = update(T).where(T.c.id == _ID).values(lease_owner="", lease_expires=None)
 _LOCK_ACCOUNT: Final = select(_ACCOUNTS.c.name).where(_ACCOUNTS.c.name == _ACCOUNT).with_for_update()
-_IN_WINDOW: Final = and_(T.c.status.in_((LIVE, TAKEN_DOWN)), T.c.published_at >= bindparam("b_since"))
+_IN_WINDOW: Final = and_(repo.one_of(T.c.status, (LIVE, TAKEN_DOWN)), T.c.published_at >= bindparam("b_since"))
 _LOAD: Final = select(
     func.count(case((or_(_IN_WINDOW, _GOING), 1))),
     func.min(case((_IN_WINDOW, T.c.published_at))),
     func.count(case((and_(_GOING, T.c.id != _ID), 1))),
-).where(T.c.account == _ACCOUNT, T.c.status.in_((LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
+).where(T.c.account == _ACCOUNT, repo.one_of(T.c.status, (LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
 
 
 @dataclass(frozen=True)

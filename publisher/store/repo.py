@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
-from sqlalchemy import Row, Table, and_, bindparam, select, text, update
+from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
 from publisher.domain.approval import Signed
@@ -143,6 +144,17 @@ _POST_MEDIA_T: Final = cast(Table, m.PostMediaRow.__table__)
 _MEDIA_T: Final = cast(Table, m.MediaRow.__table__)
 _ACCOUNTS_T: Final = cast(Table, m.AccountRow.__table__)
 _APPROVALS_T: Final = cast(Table, m.ApprovalRow.__table__)
+
+
+def one_of(column: ColumnElement[Any], values: tuple[str, ...]) -> ColumnElement[bool]:
+    """``column IN ('a', 'b')`` with the project's own constants written into the SQL once, when
+    the statement is compiled: an IN of bound values is expanded again at every execution
+    (about 10 µs each; the daemon's budget query alone held five)."""
+    if not all(re.fullmatch(r"[a-z_]+", v) for v in values):
+        raise ValueError(f"one_of takes the project's status names, not {values!r}")
+    return column.in_([literal_column(f"'{v}'") for v in values])
+
+
 _DELIVERIES_T: Final = cast(Table, m.DeliveryRow.__table__)
 _CONTROL_T: Final = cast(Table, m.ControlRow.__table__)
 
@@ -164,7 +176,7 @@ _POST_ACCOUNTS: Final = (
 _PUBLISHED_WITH: Final = and_(  # the delivery on that account, if live or taken down: its token's jti
     _DELIVERIES_T.c.post_id == _POST_ACCOUNTS_T.c.post_id,
     _DELIVERIES_T.c.account == _POST_ACCOUNTS_T.c.account,
-    _DELIVERIES_T.c.status.in_(("live", "taken_down")),
+    one_of(_DELIVERIES_T.c.status, ("live", "taken_down")),
     _DELIVERIES_T.c.jti != "",
 )
 _GATE_ACCOUNTS: Final = (

@@ -151,3 +151,16 @@ def test_the_daemons_log_size_is_the_entry_count_and_the_signed_size_the_last_ch
         w.svc.audit.ledger.checkpoint(conn, w.svc.log_signer())
     w.post(accounts=["stmarys-x"])
     assert last_checkpoint_size(w.svc) == (count(), size) and count() > size
+
+
+def test_status_sets_are_written_into_the_sql_and_only_status_names_are_taken() -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    from publisher.queue import store
+    from publisher.store import repo
+
+    for dialect in (sqlite.dialect(), postgresql.dialect()):
+        sql = str(store._LOAD.compile(dialect=dialect))
+        assert "IN ('live', 'taken_down', 'inflight', 'reconcile')" in sql and "POSTCOMPILE" not in sql
+    with pytest.raises(ValueError, match="status names"):
+        repo.one_of(store.T.c.status, ("live", "x') OR ('1'='1"))
