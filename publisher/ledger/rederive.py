@@ -90,7 +90,7 @@ def scan(first: int, rows: Iterable[Sequence[Any]], wanted: Sequence[int]) -> Pi
         except LogIntegrityError as exc:
             error = (seq, exc.what)
             break
-        inner.append(bytes(row[3]))
+        inner.append(row[3])  # bytes: check_row made sure
         seq += 1
         if inner.size == TILE_SIZE:
             done.append(inner.root())

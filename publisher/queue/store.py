@@ -193,6 +193,7 @@ class SqlAlchemyQueue:
         self.engine = engine
         self.owner = owner
         self.lease = lease
+        self._sqlite = engine.dialect.name == "sqlite"  # its write lock serialises; no RETURNING before 3.35
 
     # -- claiming ------------------------------------------------------------------------
     def due_accounts(self, now: datetime, exclude: Collection[str] = ()) -> list[str]:
@@ -232,7 +233,7 @@ class SqlAlchemyQueue:
         PostgreSQL does it in one UPDATE ... RETURNING (a round trip fewer); SQLite, whose
         RETURNING needs 3.35 or newer, reads the row first, under its write lock."""
         values = {"b_id": delivery_id, "b_platform_id": platform_id, "b_url": url, "b_now": now}
-        if s.get_bind().dialect.name == "postgresql":
+        if not self._sqlite:
             live = s.execute(_GO_LIVE_RETURNING, values).first()
             return Held(*live) if live is not None else None
         held = self.hold(s, delivery_id)
@@ -274,7 +275,7 @@ class SqlAlchemyQueue:
         can each claim one of an account's deliveries before either is in flight; the account
         row, locked here (PostgreSQL: FOR UPDATE; SQLite: the write lock), makes the check and
         the intent one step per account across daemons."""
-        if s.get_bind().dialect.name != "sqlite":
+        if not self._sqlite:
             s.execute(_LOCK_ACCOUNT, {"b_account": row.account})
         used, oldest, others = s.execute(_LOAD, {"b_account": row.account, "b_id": row.id, "b_since": since}).one()
         return Load(bool(others), int(used or 0), oldest)

@@ -325,7 +325,8 @@ class Publisher:
                     post_row = repo.get_post(s, row.post_id)
                     post = repo.domain_post(s, post_row, ())
                     media = [md.sha256 for md in repo.post_media(s, row.post_id)]
-                    manifest = repo.latest_manifest(s, row.post_id)
+                    approval = repo.latest_approval(s, row.post_id)  # a look-up: rare
+                    manifest = approval.manifest_sha256 if approval is not None else ""
                 body: dict[str, Any] = {
                     "post": row.post_id,
                     "delivery": row.id,

@@ -201,14 +201,9 @@ _POST_MEDIA: Final = (
     .where(_POST_MEDIA_T.c.post_id == _POST_ID)
     .order_by(_POST_MEDIA_T.c.position)
 )
-_LATEST_APPROVAL: Final = (
-    select(m.ApprovalRow).where(m.ApprovalRow.post_id == _POST_ID).order_by(m.ApprovalRow.id.desc()).limit(1)
-)
+_LATEST_APPROVAL: Final = select(m.ApprovalRow).where(m.ApprovalRow.post_id == _POST_ID).order_by(_LATEST).limit(1)
 _POST_PUBLISHED: Final = (  # on the table: an ORM update would look for loaded rows to refresh
     update(_POSTS).where(_POSTS.c.id == _POST_ID, _POSTS.c.status == "approved").values(status="published")
-)
-_LATEST_MANIFEST: Final = (
-    select(_APPROVALS_T.c.manifest_sha256).where(_APPROVALS_T.c.post_id == _POST_ID).order_by(_LATEST).limit(1)
 )
 
 
@@ -234,23 +229,16 @@ def post_media(s: Session, post_id: str) -> Sequence[Row[Any]]:
 class PostColumns(Protocol):
     """What a Post is made of: a PostRow, or the row `gate_post` reads."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def school_id(self) -> str: ...
-    @property
-    def author(self) -> str: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def scheduled_at(self) -> datetime: ...
-    @property
-    def status(self) -> str: ...
+    id: str
+    school_id: str
+    author: str
+    text: str
+    scheduled_at: datetime
+    status: str
 
 
 class GatePost(PostColumns, Protocol):
-    @property
-    def token(self) -> str | None: ...
+    token: str | None
 
 
 def gate_post(s: Session, post_id: str) -> GatePost:
@@ -305,11 +293,6 @@ def latest_approval(s: Session, post_id: str) -> m.ApprovalRow | None:
     return s.scalars(_LATEST_APPROVAL, {"post_id": post_id}).first()
 
 
-def latest_manifest(s: Session, post_id: str) -> str:
-    """The manifest sha256 of the post's latest approval ("" if none)."""
-    return s.scalar(_LATEST_MANIFEST, {"post_id": post_id}) or ""
-
-
 def certificates(s: Session) -> list[Signed]:
     return [Signed(r.body, r.signature) for r in s.scalars(select(m.CertificateRow))]
 
@@ -332,10 +315,8 @@ def set_control(s: Session, key: str, value: str, at: datetime, actor: str) -> N
 
 
 class MediaColumns(Protocol):
-    @property
-    def sha256(self) -> str: ...
-    @property
-    def mime(self) -> str: ...
+    sha256: str
+    mime: str
 
 
 def media_file(media_dir: Path, row: MediaColumns) -> Path:

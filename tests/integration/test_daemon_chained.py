@@ -52,7 +52,8 @@ def test_the_next_delivery_is_begun_with_the_record_of_the_last(
         published = log_bodies(w.svc, "post_published")
         assert len(published) == 3
         with db.reading(w.svc.engine) as s:  # each names the manifest its approval bound
-            assert all(b["manifest_sha256"] == repo.latest_manifest(s, b["post"]) != "" for b in published)
+            approvals = [repo.latest_approval(s, b["post"]) for b in published]
+            assert [b["manifest_sha256"] for b in published] == [a.manifest_sha256 for a in approvals if a is not None]
 
 
 def test_a_failure_judging_the_next_delivery_undoes_the_record_which_is_made_again_alone(
@@ -303,5 +304,9 @@ def test_a_delivery_found_by_a_look_up_is_recorded_live_with_its_doubts_cleared(
         assert row.status == "live" and row.platform_id == str(sb.live("x", xid)[0]["id"])
         assert (row.findings, row.last_error, row.next_try_at) == ([], "", None)
         assert (row.lease_owner, row.lease_expires, row.attempts) == ("", None, 1)
-        assert [b["reconciled"] for b in log_bodies(w.svc, "post_published")] == [True]
+        [body] = log_bodies(w.svc, "post_published")
+        assert body["reconciled"] is True
+        with db.reading(w.svc.engine) as s:  # described from the store: its approval's manifest
+            approval = repo.latest_approval(s, row.post_id)
+            assert approval is not None and body["manifest_sha256"] == approval.manifest_sha256
         assert sb.created_count("x", xid) == 1
