@@ -572,13 +572,14 @@ class Service:
 
     # -- screening and approval ----------------------------------------------------------
     def media_refs(
-        self, s: Session, post_id: str, read: list[tuple[str, bytes, str]] | None = None
+        self, rows: Sequence[repo.MediaRow], read: list[tuple[str, bytes, str]] | None = None
     ) -> tuple[MediaRef, ...]:
-        """The post's media as they are on disk now: hash and metadata recomputed from the bytes.
-        `read` collects what was read, in the post's order (approved sha256, the bytes, their
-        actual sha256), so the publisher uploads exactly the bytes the gate judged."""
+        """The post's media (its `post_media` rows) as they are on disk now: hash and metadata
+        recomputed from the bytes. `read` collects what was read, in the post's order (approved
+        sha256, the bytes, their actual sha256), so the publisher uploads exactly the bytes the
+        gate judged."""
         out = []
-        for row in repo.post_media(s, post_id):
+        for row in rows:
             path = repo.media_file(self.config.media_dir, row)
             try:
                 data = path.read_bytes()
@@ -616,10 +617,10 @@ class Service:
         """What the gate reads for each of the post's accounts. `register`: the caller's, read
         in this transaction (the publisher's, taken with the register lock)."""
         s.flush()  # the reads below are Core statements, which do not flush pending ORM changes
-        row = repo.gate_post(s, post_id)
-        accounts, used = repo.gate_accounts(s, post_id)
-        post = repo.domain_post(s, row, self.media_refs(s, post_id, read), tuple(accounts))
-        tok = token if token is not None else row.token
+        g = repo.gate_read(s, post_id)
+        accounts = g.accounts
+        post = repo.domain_post(s, g.post, self.media_refs(g.media, read), tuple(accounts), g.featured)
+        tok = token if token is not None else g.post.token
         register = register or self.register(s)
         subjects, consents = register.subjects, list(register.consents)
         for f in post.featured:  # a featured subject must be found even if the register lost them
@@ -640,7 +641,7 @@ class Service:
             now=self.now(),
             stage=stage,
             tz_name=self.config.timezone,
-            used=used,
+            used=g.used,
         )
         return [
             gate.GateInput(account_name=name, account=account, **common)  # type: ignore[arg-type]
@@ -696,7 +697,7 @@ class Service:
             if row.status != "draft":
                 raise UsageError(f"Post {post_id} is {row.status}; only a draft can be approved")
             cert = self._certificate(s, kid)
-            post = repo.domain_post(s, row, self.media_refs(s, post_id))
+            post = repo.domain_post(s, row, self.media_refs(repo.post_media(s, post_id)))
             if expected_manifest is not None and manifest_sha256(post) != expected_manifest:
                 raise UsageError(f"Post {post_id} changed while it was being reviewed: show it again and re-approve")
             nbf = post.scheduled_at

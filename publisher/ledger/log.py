@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from sqlalchemy import Connection, Engine, func, insert, select, text
+from sqlalchemy import Connection, Engine, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -52,6 +52,7 @@ from publisher.ledger.note import (
     verify_tlog_proof,
 )
 from publisher.ledger.tables import log_checkpoints, log_entries, metadata, subject_keys
+from publisher.store import db
 
 # Entry kinds.
 POST_PUBLISHED: Final = "post_published"
@@ -87,6 +88,7 @@ _SIZE: Final = select(func.coalesce(func.max(log_entries.c.seq) + 1, 0))
 # caller's transaction, on the caller's connection): SQLAlchemy's per-statement machinery cost
 # more than the insert itself. Plain SQL, parameters bound by the driver.
 _HEAD_SQL: Final = "SELECT seq, leaf_hash FROM log_entries ORDER BY seq DESC LIMIT 1"
+_LOCK_SQL: Final = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.log_entries'))"
 _INSERT_SQL: Final = {
     "sqlite": "INSERT INTO log_entries (seq, kind, body, leaf_hash, created_at) VALUES (?, ?, ?, ?, ?)",
     "postgresql": "INSERT INTO log_entries (seq, kind, body, leaf_hash, created_at) VALUES (%s, %s, %s, %s, %s)",
@@ -363,10 +365,7 @@ class Ledger:
         clash = RESERVED_KEYS.intersection(body)
         if clash:
             raise InvalidInput(f"log body keys {sorted(clash)} are reserved for the log itself")
-        if not conn.in_transaction():
-            conn.begin()  # as SQLAlchemy's autobegin would: the driver-level statements below bypass it
-        self._lock(conn)
-        frontier = self._current_frontier(conn)
+        frontier = self._current_frontier(conn, lock=True)  # begins the transaction if need be
         seq = frontier.size
         moment = self._now()
         ts = format_ts(moment)
@@ -386,12 +385,12 @@ class Ledger:
         frontier = self._current_frontier(conn)
         return frontier.size, frontier.root()
 
-    def _lock(self, conn: Connection) -> None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.log_entries'))"))
-
-    def _current_frontier(self, conn: Connection) -> merkle.CompactRange:
-        row = _driver_execute(conn, _HEAD_SQL, ()).fetchone()
+    def _current_frontier(self, conn: Connection, lock: bool = False) -> merkle.CompactRange:
+        """The frontier at the newest entry. `lock`: first take the log's lock, held until the
+        transaction ends (PostgreSQL: an advisory lock, waited for in the same round trip as the
+        read; SQLite: the transaction's write lock holds it already)."""
+        locking = lock and conn.dialect.name == "postgresql"
+        row = db.read_after_lock(conn, _LOCK_SQL if locking else None, _HEAD_SQL)
         size, leaf = (0, None) if row is None else (row[0] + 1, bytes(row[1]))
         cached = self._frontier
         if cached is not None and cached.size == size and self._head_leaf == leaf:
@@ -444,8 +443,7 @@ class Ledger:
             raise LedgerError("no checkpoint signer: load the log key from the vault")
         if self.verifier is None:
             self.verifier, self.origin = signer.verifier, self.origin or signer.name
-        self._lock(conn)
-        size = self._current_frontier(conn).size
+        size = self._current_frontier(conn, lock=True).size
         last = self.latest_checkpoint(conn)
         old = last[0] if last else None
         if old is not None and old.size > size:

@@ -117,6 +117,9 @@ _HELD: Final = (
     T.c.cancel_requested,
 )
 _HOLD: Final = select(*_HELD).where(T.c.id == _ID).with_for_update()
+_HOLD_WITH_ACCOUNT: Final = (  # FOR UPDATE on a join: the row, then its account's row
+    select(*_HELD).join(_ACCOUNTS, _ACCOUNTS.c.name == T.c.account).where(T.c.id == _ID).with_for_update()
+)
 _START: Final = (
     update(T)
     .where(T.c.id == _ID)
@@ -144,9 +147,11 @@ _GO_LIVE: Final = (
         lease_expires=None,
     )
 )
-_GO_LIVE_RETURNING: Final = _GO_LIVE.returning(*_HELD)
+_LIVE: Final = _GO_LIVE.returning(*_HELD).cte("live")
+_GO_LIVE_PUBLISHED: Final = select(*_LIVE.c).add_cte(  # the delivery's row, then its post's
+    repo.post_published(select(_LIVE.c.post_id).scalar_subquery()).cte("published")
+)
 _UNLEASE: Final = update(T).where(T.c.id == _ID).values(lease_owner="", lease_expires=None)
-_LOCK_ACCOUNT: Final = select(_ACCOUNTS.c.name).where(_ACCOUNTS.c.name == _ACCOUNT).with_for_update()
 _IN_WINDOW: Final = and_(repo.one_of(T.c.status, (LIVE, TAKEN_DOWN)), T.c.published_at >= bindparam("b_since"))
 _LOAD: Final = select(
     func.count(case((or_(_IN_WINDOW, _GOING), 1))),
@@ -214,9 +219,12 @@ class SqlAlchemyQueue:
         """The row, locked for this transaction (PostgreSQL: FOR UPDATE)."""
         return s.scalars(_LOCK, {"id": delivery_id}).first()
 
-    def hold(self, s: Session, delivery_id: str) -> Held | None:
-        """`lock` for the publisher: the row's state, without loading an ORM object."""
-        row = s.execute(_HOLD, {"b_id": delivery_id}).first()
+    def hold(self, s: Session, delivery_id: str, account_too: bool = False) -> Held | None:
+        """`lock` for the publisher: the row's state, without loading an ORM object.
+        `account_too`: lock its account's row as well, in the same statement (PostgreSQL: see
+        `load`; the row's foreign key keeps the account in the register)."""
+        statement = _HOLD_WITH_ACCOUNT if account_too and not self._sqlite else _HOLD
+        row = s.execute(statement, {"b_id": delivery_id}).first()
         return Held(*row) if row is not None else None
 
     def owns(self, row: Held, now: datetime) -> bool:
@@ -228,18 +236,20 @@ class SqlAlchemyQueue:
         s.execute(_START, {"b_id": row.id, "b_now": now, "b_owner": self.owner, "b_until": now + self.lease})
 
     def go_live(self, s: Session, delivery_id: str, platform_id: str, url: str, now: datetime) -> Held | None:
-        """Live, if the row is still RECORDABLE; returns it as it now is (None: it was not, as
-        when another daemon recorded it first). The row is locked until the transaction ends.
-        PostgreSQL does it in one UPDATE ... RETURNING (a round trip fewer); SQLite, whose
-        RETURNING needs 3.35 or newer, reads the row first, under its write lock."""
+        """Live, if the row is still RECORDABLE, and its post published; returns the row as it
+        now is (None: it was not, as when another daemon recorded it first). Both rows are
+        locked until the transaction ends. PostgreSQL does it in one statement (an UPDATE ...
+        RETURNING, and the post's UPDATE as a WITH on its result); SQLite, whose RETURNING needs
+        3.35 or newer, reads the row first, under its write lock, and takes three."""
         values = {"b_id": delivery_id, "b_platform_id": platform_id, "b_url": url, "b_now": now}
         if not self._sqlite:
-            live = s.execute(_GO_LIVE_RETURNING, values).first()
+            live = s.execute(_GO_LIVE_PUBLISHED, values).first()
             return Held(*live) if live is not None else None
         held = self.hold(s, delivery_id)
         if held is None or held.status not in RECORDABLE:
             return None
         s.execute(_GO_LIVE, values)
+        repo.mark_post_published(s, held.post_id)
         return replace(held, status=LIVE, lease_owner="", lease_expires=None)
 
     def unlease(self, s: Session, row: Held) -> None:
@@ -273,10 +283,10 @@ class SqlAlchemyQueue:
         """Inside the intent's transaction: is the account busy with another delivery, and how
         much of its budget is used since `since`? The claim checked busy too, but two daemons
         can each claim one of an account's deliveries before either is in flight; the account
-        row, locked here (PostgreSQL: FOR UPDATE; SQLite: the write lock), makes the check and
-        the intent one step per account across daemons."""
-        if not self._sqlite:
-            s.execute(_LOCK_ACCOUNT, {"b_account": row.account})
+        row, locked first (PostgreSQL: FOR UPDATE, by `hold(account_too=True)`; SQLite: the
+        write lock), makes the check and the intent one step per account across daemons. (This
+        read is a statement of its own, after the lock: in READ COMMITTED its snapshot then
+        includes the other daemon's intent, committed while the lock was waited for.)"""
         used, oldest, others = s.execute(_LOAD, {"b_account": row.account, "b_id": row.id, "b_since": since}).one()
         return Load(bool(others), int(used or 0), oldest)
 

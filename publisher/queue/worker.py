@@ -183,7 +183,7 @@ class Publisher:
         """_begin's work inside the caller's write transaction (register first: see hold_register;
         `register`: the caller's, taken with the lock in this transaction)."""
         register = register or self.service.register(s, lock=True)
-        row, now = self.queue.hold(s, claim.delivery_id), self.service.now()
+        row, now = self.queue.hold(s, claim.delivery_id, account_too=True), self.service.now()
         if row is None or row.status != q.QUEUED or not self.queue.owns(row, now):
             return Outcome("lost")
         load = self.queue.load(s, row, now - timedelta(days=1))
@@ -265,7 +265,7 @@ class Publisher:
             items.append(MediaItem(data, media.mime, media.sha256, media.width, media.height))
         return RenderedPost(post.text, tuple(items), row.id)
 
-    def _read(self, media: repo.MediaColumns) -> tuple[bytes, str]:
+    def _read(self, media: repo.MediaRow) -> tuple[bytes, str]:
         try:
             data = repo.media_file(self.service.config.media_dir, media).read_bytes()
         except OSError:
@@ -311,10 +311,10 @@ class Publisher:
         try:
             with db.transaction(svc.engine) as s:
                 register = svc.register(s, lock=True)  # before the row: see repo.hold_register
+                # The delivery's row and its post's, before the log (a blocked `then` logs).
                 row = self.queue.go_live(s, claim.delivery_id, ref.platform_id, ref.url, now)
                 if row is None:
                     return Outcome("lost")  # another daemon recorded it first
-                repo.mark_post_published(s, row.post_id)  # rows before the log (a blocked `then` logs)
                 if then is not None and not self.stopping.is_set():
                     # Before this one's log entry: locks in the order register, rows, log.
                     nxt = self._intend_within(s, then, register)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, inspect
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -153,3 +153,21 @@ def reading(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session, session.begin():
         session.connection(execution_options={_READING: True})  # before BEGIN: see _begin_immediate
         yield session
+
+
+def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:
+    """The first row of `read`, run once `lock` is granted, in the caller's transaction: both
+    plain SQL with no parameters. PostgreSQL gets them in one round trip, as two statements:
+    in READ COMMITTED each statement takes its snapshot when it starts, so the read sees all
+    that committed while the lock was waited for (a single statement calling the lock function
+    and reading would not). `lock` None: nothing to wait for (SQLite, whose write lock the
+    transaction holds already), only the read is run."""
+    if not conn.in_transaction():
+        conn.begin()  # as SQLAlchemy's autobegin would: the driver's cursor bypasses it
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    if lock is None:
+        cursor.execute(read)
+        return cursor.fetchone()
+    cursor.execute(f"{lock}; {read}")  # no parameters: psycopg sends both in one simple query
+    cursor.nextset()
+    return cursor.fetchone()

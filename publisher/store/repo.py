@@ -7,9 +7,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, NamedTuple, Protocol, cast
 
-from sqlalchemy import ColumnElement, Row, Table, and_, bindparam, literal_column, select, text, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from publisher.domain.approval import Signed
@@ -26,6 +40,7 @@ from publisher.domain.model import (
     SubjectKind,
 )
 from publisher.errors import NotFound
+from publisher.store import db
 from publisher.store import models as m
 
 
@@ -159,15 +174,14 @@ _DELIVERIES_T: Final = cast(Table, m.DeliveryRow.__table__)
 _CONTROL_T: Final = cast(Table, m.ControlRow.__table__)
 
 _LATEST: Final = _APPROVALS_T.c.id.desc()
-_GATE_POST: Final = select(
-    *(_POSTS.c[name] for name in ("id", "school_id", "author", "text", "scheduled_at", "status")),
+_TOKEN: Final = (  # the post's latest approval's token
     select(_APPROVALS_T.c.token)
     .where(_APPROVALS_T.c.post_id == _POSTS.c.id)
     .order_by(_LATEST)
     .limit(1)
     .scalar_subquery()
-    .label("token"),
-).where(_POSTS.c.id == _POST_ID)
+    .label("token")
+)
 _POST_ACCOUNTS: Final = (
     select(_POST_ACCOUNTS_T.c.account)
     .where(_POST_ACCOUNTS_T.c.post_id == _POST_ID)
@@ -178,16 +192,6 @@ _PUBLISHED_WITH: Final = and_(  # the delivery on that account, if live or taken
     _DELIVERIES_T.c.account == _POST_ACCOUNTS_T.c.account,
     one_of(_DELIVERIES_T.c.status, ("live", "taken_down")),
     _DELIVERIES_T.c.jti != "",
-)
-_GATE_ACCOUNTS: Final = (
-    select(_POST_ACCOUNTS_T.c.account, _ACCOUNTS_T.c.school_id, _ACCOUNTS_T.c.platform, _DELIVERIES_T.c.jti)
-    .select_from(
-        _POST_ACCOUNTS_T.outerjoin(_ACCOUNTS_T, _ACCOUNTS_T.c.name == _POST_ACCOUNTS_T.c.account).outerjoin(
-            _DELIVERIES_T, _PUBLISHED_WITH
-        )
-    )
-    .where(_POST_ACCOUNTS_T.c.post_id == _POST_ID)
-    .order_by(_POST_ACCOUNTS_T.c.account)
 )
 _POST_FEATURED: Final = (
     select(_POST_SUBJECTS_T.c.subject_id, _POST_SUBJECTS_T.c.image, _POST_SUBJECTS_T.c.name)
@@ -201,14 +205,66 @@ _POST_MEDIA: Final = (
     .where(_POST_MEDIA_T.c.post_id == _POST_ID)
     .order_by(_POST_MEDIA_T.c.position)
 )
-_LATEST_APPROVAL: Final = select(m.ApprovalRow).where(m.ApprovalRow.post_id == _POST_ID).order_by(_LATEST).limit(1)
-_POST_PUBLISHED: Final = (  # on the table: an ORM update would look for loaded rows to refresh
-    update(_POSTS).where(_POSTS.c.id == _POST_ID, _POSTS.c.status == "approved").values(status="published")
+
+
+def _json_rows(dialect: str, columns: Sequence[ColumnElement[Any]], where: ColumnElement[bool], from_: Any) -> Any:
+    """A scalar subquery: the rows of `columns` from `from_` where `where`, as one JSON array of
+    arrays in no set order (the caller sorts), read as Python lists on either store."""
+    agg: ColumnElement[Any] = (
+        func.coalesce(func.json_agg(func.json_build_array(*columns)), literal_column("'[]'::json"))
+        if dialect == "postgresql"
+        else func.json_group_array(func.json_array(*columns))
+    )
+    return type_coerce(select(agg).select_from(from_).where(where).scalar_subquery(), JSON)
+
+
+_GATE_ACCOUNT_COLUMNS: Final = (
+    _POST_ACCOUNTS_T.c.account,
+    _ACCOUNTS_T.c.school_id,  # None, with the platform: an account not configured
+    _ACCOUNTS_T.c.platform,
+    _DELIVERIES_T.c.jti,  # the approval it went out with, if live or taken down
 )
+_GATE_ACCOUNTS_FROM: Final = _POST_ACCOUNTS_T.outerjoin(
+    _ACCOUNTS_T, _ACCOUNTS_T.c.name == _POST_ACCOUNTS_T.c.account
+).outerjoin(_DELIVERIES_T, _PUBLISHED_WITH)
+
+
+def _gate_read(dialect: str) -> Select[Any]:
+    """The post, its latest approval's token, and its accounts, media and featured subjects as
+    JSON: one statement instead of four (on PostgreSQL each is a round trip)."""
+    return select(
+        *(_POSTS.c[name] for name in ("id", "school_id", "author", "text", "scheduled_at", "status")),
+        _TOKEN,
+        _json_rows(dialect, _GATE_ACCOUNT_COLUMNS, _POST_ACCOUNTS_T.c.post_id == _POST_ID, _GATE_ACCOUNTS_FROM).label(
+            "accounts"
+        ),
+        _json_rows(
+            dialect,
+            (*(_MEDIA_T.c[n] for n in _MEDIA_COLUMNS), _POST_MEDIA_T.c.position),
+            _POST_MEDIA_T.c.post_id == _POST_ID,
+            _MEDIA_T.join(_POST_MEDIA_T, _POST_MEDIA_T.c.sha256 == _MEDIA_T.c.sha256),
+        ).label("media"),
+        _json_rows(
+            dialect, list(_POST_FEATURED.selected_columns), _POST_SUBJECTS_T.c.post_id == _POST_ID, _POST_SUBJECTS_T
+        ).label("featured"),
+    ).where(_POSTS.c.id == _POST_ID)
+
+
+_GATE_READ: Final = {dialect: _gate_read(dialect) for dialect in ("sqlite", "postgresql")}
+_LATEST_APPROVAL: Final = select(m.ApprovalRow).where(m.ApprovalRow.post_id == _POST_ID).order_by(_LATEST).limit(1)
+
+
+def post_published(post_id: Any) -> Update:
+    """An approved post with a delivery live is published: the statement, on the table (an ORM
+    update would look for loaded rows to refresh)."""
+    return update(_POSTS).where(_POSTS.c.id == post_id, _POSTS.c.status == "approved").values(status="published")
+
+
+_POST_PUBLISHED: Final = post_published(_POST_ID)
 
 
 def mark_post_published(s: Session, post_id: str) -> None:
-    """An approved post with a delivery live is published (one statement, no row loaded)."""
+    """See post_published (one statement, no row loaded)."""
     s.execute(_POST_PUBLISHED, {"post_id": post_id})
 
 
@@ -221,13 +277,13 @@ def post_featured(s: Session, post_id: str) -> Sequence[Any]:
     return s.execute(_POST_FEATURED, {"post_id": post_id}).all()
 
 
-def post_media(s: Session, post_id: str) -> Sequence[Row[Any]]:
-    """The post's media in order, as rows of _MEDIA_COLUMNS."""
-    return s.execute(_POST_MEDIA, {"post_id": post_id}).all()
+def post_media(s: Session, post_id: str) -> tuple[MediaRow, ...]:
+    """The post's media in order."""
+    return tuple(MediaRow(*row) for row in s.execute(_POST_MEDIA, {"post_id": post_id}))
 
 
 class PostColumns(Protocol):
-    """What a Post is made of: a PostRow, or the row `gate_post` reads."""
+    """What a Post is made of: a PostRow, or the row `gate_read` reads."""
 
     id: str
     school_id: str
@@ -241,30 +297,55 @@ class GatePost(PostColumns, Protocol):
     token: str | None
 
 
-def gate_post(s: Session, post_id: str) -> GatePost:
-    """The post's columns and its latest approval's token (None if unapproved), in one read."""
-    row = s.execute(_GATE_POST, {"post_id": post_id}).first()
+class MediaRow(NamedTuple):
+    """A post's medium as the store has it (the columns of `post_media`)."""
+
+    sha256: str
+    mime: str
+    size: int
+    width: int
+    height: int
+    camera_make: str | None
+    camera_model: str | None
+    device_id: str | None
+
+
+@dataclass(frozen=True)
+class GateRead:
+    """What the gate reads about one post, in one statement (`gate_read`)."""
+
+    post: GatePost  # with its latest approval's token (None if unapproved)
+    accounts: dict[str, Account | None]  # in name order, as the register has them (None: not configured)
+    used: frozenset[tuple[str, str]]  # (jti, account) of each delivery live or taken down
+    media: tuple[MediaRow, ...]  # in the post's order
+    featured: tuple[Featured, ...]  # by subject id
+
+
+def gate_read(s: Session, post_id: str) -> GateRead:
+    """The post, its token, accounts, approvals already used (one delivery per post and
+    account), media and featured subjects."""
+    row = s.execute(_GATE_READ[s.get_bind().dialect.name], {"post_id": post_id}).first()
     if row is None:
         raise NotFound("post", post_id)
-    return cast(GatePost, row)
-
-
-def gate_accounts(s: Session, post_id: str) -> tuple[dict[str, Account | None], frozenset[tuple[str, str]]]:
-    """The post's accounts in name order, each as the register has it (None: not configured),
-    and the approvals already used: (jti, account) of each delivery live or taken down (one
-    delivery per post and account)."""
     accounts: dict[str, Account | None] = {}
     used = set()
-    for name, school, platform, jti in s.execute(_GATE_ACCOUNTS, {"post_id": post_id}):
+    for name, school, platform, jti in sorted(row.accounts, key=lambda a: a[0]):
         accounts[name] = Account(name, school, Platform(platform)) if platform is not None else None
         if jti:
             used.add((jti, name))
-    return accounts, frozenset(used)
+    media = tuple(MediaRow(*md[:-1]) for md in sorted(row.media, key=lambda md: md[-1]))
+    featured = _featured(sorted(row.featured, key=lambda f: f[0]))
+    return GateRead(cast(GatePost, row), accounts, frozenset(used), media, featured)
 
 
 def featured(s: Session, post_id: str) -> tuple[Featured, ...]:
+    return _featured(post_featured(s, post_id))
+
+
+def _featured(rows: Sequence[Sequence[Any]]) -> tuple[Featured, ...]:
+    """(subject_id, image, name) rows as Featured (image and name: the scopes it features)."""
     out = []
-    for subject_id, image, name in post_featured(s, post_id):
+    for subject_id, image, name in rows:
         scopes = {Scope.IMAGE} if image else set()
         if name:
             scopes.add(Scope.NAME)
@@ -273,16 +354,20 @@ def featured(s: Session, post_id: str) -> tuple[Featured, ...]:
 
 
 def domain_post(
-    s: Session, row: PostColumns, media: tuple[MediaRef, ...], accounts: tuple[str, ...] | None = None
+    s: Session,
+    row: PostColumns,
+    media: tuple[MediaRef, ...],
+    accounts: tuple[str, ...] | None = None,
+    featuring: tuple[Featured, ...] | None = None,
 ) -> Post:
-    """`accounts`: the post's, if the caller has read them."""
+    """`accounts`, `featuring`: the post's, if the caller has read them."""
     return Post(
         id=row.id,
         school=row.school_id,
         author=row.author,
         text=row.text,
         media=media,
-        featured=featured(s, row.id),
+        featured=featuring if featuring is not None else featured(s, row.id),
         accounts=accounts if accounts is not None else tuple(post_accounts(s, row.id)),
         scheduled_at=row.scheduled_at,
         cancelled=row.status == "cancelled",
@@ -314,28 +399,28 @@ def set_control(s: Session, key: str, value: str, at: datetime, actor: str) -> N
         row.value, row.changed_at, row.changed_by = value, at, actor
 
 
-class MediaColumns(Protocol):
-    sha256: str
-    mime: str
-
-
-def media_file(media_dir: Path, row: MediaColumns) -> Path:
+def media_file(media_dir: Path, row: MediaRow) -> Path:
     ext = "jpg" if row.mime == "image/jpeg" else "png"
     return media_dir / row.sha256[:2] / f"{row.sha256}.{ext}"
 
 
 REGISTER_VERSION = "register_version"
 _VERSION: Final = select(_CONTROL_T.c.value).where(_CONTROL_T.c.key == REGISTER_VERSION)
+_VERSION_SQL: Final = "SELECT value FROM control WHERE key = 'register_version'"
 
 
 def register_version(s: Session, lock: bool = False) -> int:
     """A counter bumped by every change the gate depends on (consent, never-publish, revocation,
     cancellation, pause, erasure, takedown, a new subject). `lock`: a publisher judging a
     delivery holds it shared until its intent commits, so no such change can commit in between
-    (SQLite: the write lock does it)."""
-    if lock:
-        _register_lock(s, "pg_advisory_xact_lock_shared")
-    value = s.scalar(_VERSION)
+    (SQLite: the write lock does it). On PostgreSQL the lock and the read are one round trip
+    (db.read_after_lock), so with `lock` this must be the transaction's first statement: ORM
+    changes pending in the session are not flushed before it."""
+    if lock and _on_postgresql(s):
+        row = db.read_after_lock(s.connection(), _register_lock_sql("pg_advisory_xact_lock_shared"), _VERSION_SQL)
+        value = row[0] if row is not None else None
+    else:
+        value = s.scalar(_VERSION)
     return int(value) if value else 0
 
 
@@ -348,12 +433,20 @@ def hold_register(s: Session, shared: bool) -> None:
     _register_lock(s, "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock")
 
 
+def _on_postgresql(s: Session) -> bool:
+    return s.get_bind().dialect.name == "postgresql"
+
+
+def _register_lock_sql(function: str) -> str:
+    return f"SELECT {function}(hashtext(current_schema() || '.register_version'))"
+
+
 def _register_lock(s: Session, function: str) -> None:
     """PostgreSQL: a transaction-scoped advisory lock on the register. Its queue is fair: once a
     change waits for it, new publishers wait behind the change, so `pause` or a withdrawal is
     never starved by a burst (a FOR SHARE row lock gives no such promise)."""
-    if s.get_bind().dialect.name == "postgresql":
-        s.execute(text(f"SELECT {function}(hashtext(current_schema() || '.register_version'))"))
+    if _on_postgresql(s):
+        s.execute(text(_register_lock_sql(function)))
 
 
 def bump_register_version(s: Session, at: datetime, actor: str) -> None:

@@ -17,6 +17,7 @@ from publisher.daemon import Daemon
 from publisher.domain.limits import Platform
 from publisher.domain.model import Scope
 from publisher.queue.settings import QueueSettings
+from publisher.queue.store import SqlAlchemyQueue
 from publisher.queue.worker import Outcome, Publisher
 from publisher.store import db, repo
 from tests.contract.queue.world import deliveries, log_bodies
@@ -177,10 +178,10 @@ def test_a_post_recorded_on_two_accounts_at_once_while_the_next_is_blocked_never
     updated after the blocked entry). The hooks hold X's record open for up to 3 s with the log
     taken, and let Facebook's record run meanwhile."""
     x_holds_the_log, fb_marked = threading.Event(), threading.Event()
-    original_within, original_record, original_mark = (
+    original_within, original_record, original_go_live = (
         Publisher._intend_within,
         Publisher._record_live,
-        repo.mark_post_published,
+        SqlAlchemyQueue.go_live,
     )
 
     def within(self: Publisher, s: Any, then: Any, register: Any) -> Any:
@@ -195,14 +196,15 @@ def test_a_post_recorded_on_two_accounts_at_once_while_the_next_is_blocked_never
             x_holds_the_log.wait(5)
         return original_record(self, claim, *args, **kw)
 
-    def mark(s: Any, post_id: str) -> None:
-        original_mark(s, post_id)
+    def go_live(self: SqlAlchemyQueue, s: Any, *args: Any) -> Any:  # the delivery's row, then its post's
+        out = original_go_live(self, s, *args)
         if x_holds_the_log.is_set():
             fb_marked.set()
+        return out
 
     monkeypatch.setattr(Publisher, "_intend_within", within)
     monkeypatch.setattr(Publisher, "_record_live", record)
-    monkeypatch.setattr(repo, "mark_post_published", mark)
+    monkeypatch.setattr(SqlAlchemyQueue, "go_live", go_live)
     with running(tmp_path, database_url=database_url) as (w, _sb, p):
         local = w.svc.now().astimezone(ZoneInfo("Europe/London"))
         at = [(local + timedelta(seconds=d)).strftime("%Y-%m-%d %H:%M:%S") for d in (1, 2)]

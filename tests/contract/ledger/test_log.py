@@ -344,6 +344,37 @@ def test_concurrent_appends_stay_dense(engine: Engine) -> None:
         assert ledger.verify(conn).size == 60
 
 
+def test_an_append_waiting_for_the_log_reads_the_head_that_committed_meanwhile(engine: Engine) -> None:
+    """An append takes the log lock and reads the head in one round trip (db.read_after_lock);
+    waiting behind another append, it must see that one's entry once it commits and take the
+    next seq (a head read from before the wait would reuse the seq and fail)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the embedded SQLite store has one daemon per file")
+    first, second = Ledger(engine, SIGNER), Ledger(engine, SIGNER)
+    with engine.begin() as conn:
+        _fill(second, conn, 3)  # `second` has read the head: it has something to be stale about
+    errors: list[BaseException] = []
+    got: list[int] = []
+
+    def waiting_append() -> None:
+        try:
+            with engine.begin() as conn:
+                got.append(second.append(conn, log.POST_PUBLISHED, {"n": "second"}).seq)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    with engine.begin() as conn:
+        assert first.append(conn, log.POST_PUBLISHED, {"n": "first"}).seq == 3
+        waiter = threading.Thread(target=waiting_append)
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive()  # waiting for the log lock
+    waiter.join(10)
+    assert errors == [] and got == [4]
+    with engine.begin() as conn:
+        assert Ledger(engine, SIGNER).verify(conn).size == 5
+
+
 # ---------------------------------------------------------------- crypto-shredding
 
 

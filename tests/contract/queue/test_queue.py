@@ -13,7 +13,7 @@ import pytest
 from publisher.errors import DaemonError
 from publisher.queue.lock import DaemonLock
 from publisher.queue.store import RECONCILE, SqlAlchemyQueue
-from publisher.store import db
+from publisher.store import db, repo
 
 from .world import FakeClock, World, build_world, deliveries
 
@@ -100,7 +100,8 @@ def test_release_gives_back_claims_and_puts_unanswered_calls_in_doubt(world: tup
 
 
 def test_go_live_records_only_a_delivery_in_flight_or_in_doubt_and_returns_it(world: tuple[World, FakeClock]) -> None:
-    """PostgreSQL does it in one UPDATE ... RETURNING, SQLite reads the row first: the same."""
+    """PostgreSQL does it in one statement, SQLite reads the row first: the same. Its post is
+    published with it, and only with it."""
     w, clock = world
     a = q(w, "me")
     first, second = a.claim(clock(), "stmarys-x", 2)
@@ -120,6 +121,9 @@ def test_go_live_records_only_a_delivery_in_flight_or_in_doubt_and_returns_it(wo
     rows = {r.id: r for r in deliveries(w.svc)}
     assert (rows[first.delivery_id].status, rows[first.delivery_id].platform_id) == ("live", "p1")
     assert rows[first.delivery_id].lease_owner == "" and rows[second.delivery_id].status == "queued"
+    assert first.post_id != second.post_id
+    with db.reading(w.svc.engine) as s:
+        assert [repo.get_post(s, c.post_id).status for c in (first, second)] == ["published", "approved"]
 
 
 def test_one_daemon_per_sqlite_file(tmp_path: Path) -> None:
@@ -164,3 +168,56 @@ def test_status_sets_are_written_into_the_sql_and_only_status_names_are_taken() 
         assert "IN ('live', 'taken_down', 'inflight', 'reconcile')" in sql and "POSTCOMPILE" not in sql
     with pytest.raises(ValueError, match="status names"):
         repo.one_of(store.T.c.status, ("live", "x') OR ('1'='1"))
+
+
+def test_the_gate_reads_a_post_in_one_statement_as_it_is_stored(world: tuple[World, FakeClock]) -> None:
+    """repo.gate_read: the post, its token, accounts, approvals used, media in the post's order
+    and featured subjects, each as the store has them (read as JSON: unordered until sorted)."""
+    from publisher.domain.limits import Platform
+    from publisher.domain.model import Featured, Scope
+
+    from .world import jpeg
+
+    w, clock = world
+    photos = []
+    for i, colour in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200), (90, 90, 90)]):
+        path = w.dir / f"photo{i}.jpg"
+        path.write_bytes(jpeg(colour))
+        photos.append(path)
+    first = w.as_("Sam Teacher").post_draft("Art week", ["stmarys-x"], "2027-05-10 09:30:00", photos, [])
+    with db.reading(w.svc.engine) as s:  # the hashes as stored (drafting strips the metadata)
+        stored = dict(zip(photos, [md.sha256 for md in repo.post_media(s, first)], strict=True))
+    photos.sort(key=stored.__getitem__, reverse=True)  # not in the order of their hashes (the media's key)
+    for platform in (Platform.X, Platform.FACEBOOK):
+        w.svc.consent_grant(w.oliver, platform, Scope.NAME, "SMA-2")
+    w.svc.consent_grant(w.oliver, Platform.X, Scope.IMAGE, "SMA-2")
+    pid = w.as_("Sam Teacher").post_draft(
+        "Art week", ["stmarys-x", "stmarys-facebook"], "2027-05-10 09:30:00", photos,
+        [f"{w.oliver}:image+name", f"{w.amelia}:image"],
+    )  # fmt: skip
+    w.approve(pid)
+    clock.advance(seconds=3600)
+    a = q(w, "me")
+    claims = [c for c in a.claim(clock(), "stmarys-x", 100) if c.post_id == pid]
+    with db.transaction(w.svc.engine) as s:
+        held = a.hold(s, claims[0].delivery_id)
+        assert held is not None
+        a.start(s, held, clock())
+        assert a.go_live(s, held.id, "p1", "https://x/1", clock()) is not None
+    with db.reading(w.svc.engine) as s:
+        g = repo.gate_read(s, pid)
+        token = repo.latest_approval(s, pid).token  # type: ignore[union-attr]
+        stored_media = repo.post_media(s, pid)
+    assert (g.post.id, g.post.text, g.post.status, g.post.token) == (pid, "Art week", "published", token)
+    assert [(name, acc.platform.value if acc else None) for name, acc in g.accounts.items()] == [
+        ("stmarys-facebook", "facebook"), ("stmarys-x", "x"),
+    ]  # fmt: skip
+    assert g.used == {(held.jti, "stmarys-x")}
+    assert [md.sha256 for md in g.media] == [stored[p] for p in photos]
+    assert g.media == stored_media and g.media[0].width == 640 and g.media[0].camera_make == "Apple"
+    assert g.featured == tuple(
+        sorted(
+            [Featured(w.oliver, frozenset({Scope.IMAGE, Scope.NAME})), Featured(w.amelia, frozenset({Scope.IMAGE}))],
+            key=lambda f: f.subject_id,
+        )
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -170,3 +171,38 @@ def test_a_pooled_connection_is_pinged_only_after_resting_and_replaced_if_dead(
             assert c.scalar(backend) not in (*pooled, second)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("how", ["register_version", "one statement"])
+def test_the_register_version_read_with_its_lock_sees_what_committed_while_it_waited(svc: Service, how: str) -> None:
+    """A publisher takes the register lock and reads the version in one round trip
+    (db.read_after_lock): a withdrawal that held the lock and bumped the version must be seen
+    once it commits. As one statement (lock function and read together) the read would keep the
+    snapshot taken before the wait, and judge on the old register: the second case shows the
+    race this test sets up is real."""
+    if svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock is taken at BEGIN, before any read")
+    from publisher.store import repo
+
+    def read() -> int:
+        with db.transaction(svc.engine) as s:
+            if how == "register_version":
+                return repo.register_version(s, lock=True)
+            lock_and_read = sa.text(
+                "SELECT pg_advisory_xact_lock_shared(hashtext(current_schema() || '.register_version')),"
+                " (SELECT value FROM control WHERE key = 'register_version')"
+            )
+            return int(s.execute(lock_and_read).one()[1])
+
+    with db.reading(svc.engine) as s:
+        before = repo.register_version(s)
+    got: list[int] = []
+    with db.transaction(svc.engine) as change:
+        repo.bump_register_version(change, NOW, "DFO")  # holds the register lock exclusively
+        change.flush()
+        reader = threading.Thread(target=lambda: got.append(read()))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive()  # waiting for the lock
+    reader.join(10)
+    assert got == ([before + 1] if how == "register_version" else [before])
