@@ -6,8 +6,10 @@ The burst benchmark's set-up (bench/_common.py: the emulators in their own proce
 seeded as Service.approve writes them), then a Daemon with a pool of one drains them in this
 process. Prints CPU milliseconds per delivery (this process only: the emulators, and with
 --postgres the server, are elsewhere) and the statements per delivery by kind, counted at the
-driver: every statement the database is sent, the log's appends and locks included (on
-PostgreSQL each is a round trip). A profiling aid, steadier than the burst's rate on a shared
+driver's execute: every statement the database is sent, the log's appends and locks included
+(on PostgreSQL each is a round trip; a lock and its read sent together count once, under the
+lock's name). SQLite's BEGIN and COMMIT are among them; PostgreSQL's are not (psycopg sends
+them itself), so the commits per delivery are printed too: each is two round trips more. A profiling aid, steadier than the burst's rate on a shared
 machine; not part of `make bench`.
 """
 
@@ -73,6 +75,8 @@ def main() -> None:
 
                 svc.engine.dispose()  # connections opened from here on are traced
 
+            commits: list[int] = []
+            event.listen(svc.engine, "commit", lambda _conn: commits.append(1))
             with Daemon(svc, QueueSettings.load(svc.config.path)) as daemon:
                 wall, cpu = time.perf_counter(), time.process_time()
                 left = daemon.drain(None, timeout=600)
@@ -83,6 +87,7 @@ def main() -> None:
             ws.close()
     print(f"{n:,} deliveries, one worker: {counts}, {left} left")
     print(f"  {1000 * cpu / n:.2f} ms CPU per delivery, {n / wall:.1f} deliveries/s")
+    print(f"  {len(commits) / n:.2f} commits per delivery")
     print(f"  {sum(statements.values()) / n:.1f} statements per delivery:")
     for what, k in statements.most_common(20):
         print(f"    {k / n:5.2f}  {what}")

@@ -572,7 +572,7 @@ class Service:
 
     # -- screening and approval ----------------------------------------------------------
     def media_refs(
-        self, rows: Sequence[repo.MediaRow], read: list[tuple[str, bytes, str]] | None = None
+        self, rows: Sequence[repo.PostMedium], read: list[tuple[str, bytes, str]] | None = None
     ) -> tuple[MediaRef, ...]:
         """The post's media (its `post_media` rows) as they are on disk now: hash and metadata
         recomputed from the bytes. `read` collects what was read, in the post's order (approved

@@ -8,11 +8,13 @@ import io
 import os
 import secrets
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, text
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -112,3 +114,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         pytest.skip("PUBLISHER_TEST_DATABASE_URL not set")
     with postgres_schema(base) as url:
         yield url
+
+
+def wait_for_a_waiting_advisory_lock(engine: Engine, timeout: float = 10.0) -> None:
+    """Until another session waits for an advisory lock (PostgreSQL's pg_locks)."""
+    waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while not conn.scalar(waiting):
+            assert time.monotonic() < deadline, "nobody waited for the lock"
+            conn.rollback()
+            time.sleep(0.01)

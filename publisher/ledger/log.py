@@ -381,7 +381,9 @@ class Ledger:
         return Entry(seq, kind, moment.astimezone(UTC), dict(body), raw, leaf)
 
     def head(self, conn: Connection) -> tuple[int, bytes]:
-        """The current tree size and root hash (from the cached frontier)."""
+        """The current tree size and root hash (from the cached frontier). Give it a connection
+        in a transaction (a read transaction will do): one with none begins one, which on
+        SQLite takes the write lock."""
         frontier = self._current_frontier(conn)
         return frontier.size, frontier.root()
 
@@ -718,6 +720,6 @@ class Ledger:
 
 def _driver_execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
     """Run one statement on the DB-API connection under ``conn`` (same transaction)."""
-    cursor = tiles.driver_cursor(conn)
+    cursor = db.driver_cursor(conn)
     cursor.execute(sql, params)
     return cursor

@@ -34,13 +34,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from sqlalchemy import Connection, func, insert, select
 
 from publisher.errors import LogIntegrityError
 from publisher.ledger import merkle
 from publisher.ledger.tables import log_entries, log_tiles
+from publisher.store import db
 
 TILE_HEIGHT: Final = 8
 TILE_SIZE: Final = 1 << TILE_HEIGHT
@@ -239,7 +240,7 @@ class Tip:
 
     def flush(self, conn: Connection) -> None:
         """Insert the pending tiles, on the driver connection under ``conn`` (its transaction)."""
-        cursor = driver_cursor(conn)
+        cursor = db.driver_cursor(conn)
         cursor.execute(_MAX_SQL)
         present = cursor.fetchone()[0]
         if present < self.stored:  # rows cannot be deleted; someone dropped the guards
@@ -270,9 +271,3 @@ def backfill(conn: Connection) -> int:
         chunk = missing[start : start + 1000]
         conn.execute(insert(log_tiles), [{"seq": stored + start + i, "hash": h} for i, h in enumerate(chunk)])
     return len(missing)
-
-
-def driver_cursor(conn: Connection) -> Any:
-    """A DB-API cursor on the connection under ``conn``, in its transaction: the append path's
-    statements skip SQLAlchemy's per-statement machinery, which cost more than the insert."""
-    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

@@ -236,11 +236,12 @@ class SqlAlchemyQueue:
         s.execute(_START, {"b_id": row.id, "b_now": now, "b_owner": self.owner, "b_until": now + self.lease})
 
     def go_live(self, s: Session, delivery_id: str, platform_id: str, url: str, now: datetime) -> Held | None:
-        """Live, if the row is still RECORDABLE, and its post published; returns the row as it
-        now is (None: it was not, as when another daemon recorded it first). Both rows are
-        locked until the transaction ends. PostgreSQL does it in one statement (an UPDATE ...
-        RETURNING, and the post's UPDATE as a WITH on its result); SQLite, whose RETURNING needs
-        3.35 or newer, reads the row first, under its write lock, and takes three."""
+        """Live, if the row is still RECORDABLE, and its post published (if it was approved);
+        returns the row as it now is (None: it was not, as when another daemon recorded it
+        first). The row, and the post's if this published it, stay locked until the transaction
+        ends. PostgreSQL does it in one statement (an UPDATE ... RETURNING, and the post's
+        UPDATE as a WITH on its result); SQLite, whose RETURNING needs 3.35 or newer, reads the
+        row first, under its write lock, and takes three."""
         values = {"b_id": delivery_id, "b_platform_id": platform_id, "b_url": url, "b_now": now}
         if not self._sqlite:
             live = s.execute(_GO_LIVE_PUBLISHED, values).first()

@@ -265,7 +265,7 @@ class Publisher:
             items.append(MediaItem(data, media.mime, media.sha256, media.width, media.height))
         return RenderedPost(post.text, tuple(items), row.id)
 
-    def _read(self, media: repo.MediaRow) -> tuple[bytes, str]:
+    def _read(self, media: repo.PostMedium) -> tuple[bytes, str]:
         try:
             data = repo.media_file(self.service.config.media_dir, media).read_bytes()
         except OSError:

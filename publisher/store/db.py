@@ -3,6 +3,7 @@ PostgreSQL by URL."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -12,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, inspect
+from sqlalchemy import URL, create_engine, event, inspect, make_url
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session
@@ -53,10 +54,24 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
         return engine
-    engine = create_engine(url)
+    engine = create_engine(_psycopg(url), isolation_level="READ COMMITTED")  # see read_after_lock
     event.listen(engine, "checkin", _rested)
     event.listen(engine, "checkout", functools.partial(_ping_if_rested, engine.dialect))
     return engine
+
+
+def _psycopg(url: str) -> URL:
+    """A PostgreSQL URL on psycopg 3, the driver the project is built and tested on (a
+    `postgresql://` URL means it; SQLAlchemy 2.0 would pick psycopg2). Anything else is refused
+    in one line that does not repeat the URL, which may hold a password."""
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername != "postgresql+psycopg":
+        raise StoreUnavailable(
+            f"database_url names {parsed.drivername!r}: use sqlite:///PATH, or postgresql+psycopg://... for PostgreSQL"
+        )
+    return parsed
 
 
 def _rested(_dbapi_conn: Any, record: Any) -> None:
@@ -155,19 +170,28 @@ def reading(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+def driver_cursor(conn: Connection) -> Any:
+    """A DB-API cursor on the connection under ``conn``, in its transaction (begun here if need
+    be, as SQLAlchemy's autobegin would: the driver's cursor bypasses it). For the statements
+    run for every delivery or log entry, where SQLAlchemy's per-statement machinery would cost
+    more than the statement. Errors are the driver's own, not SQLAlchemy's."""
+    if not conn.in_transaction():
+        conn.begin()
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
 def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:
     """The first row of `read`, run once `lock` is granted, in the caller's transaction: both
-    plain SQL with no parameters. PostgreSQL gets them in one round trip, as two statements:
-    in READ COMMITTED each statement takes its snapshot when it starts, so the read sees all
-    that committed while the lock was waited for (a single statement calling the lock function
-    and reading would not). `lock` None: nothing to wait for (SQLite, whose write lock the
-    transaction holds already), only the read is run."""
-    if not conn.in_transaction():
-        conn.begin()  # as SQLAlchemy's autobegin would: the driver's cursor bypasses it
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    if lock is None:
-        cursor.execute(read)
+    plain SQL with no parameters. PostgreSQL (psycopg 3: see make_engine) gets them in one round
+    trip, as two statements: in READ COMMITTED (set by make_engine) each statement takes its
+    snapshot when it starts, so the read sees all that committed while the lock was waited for
+    (a single statement calling the lock function and reading would not). `lock` None: nothing
+    to wait for (SQLite, whose write lock the transaction holds already), only the read is run.
+    On SQLite, a connection with no transaction yet begins one, and so takes the write lock."""
+    with contextlib.closing(driver_cursor(conn)) as cursor:
+        if lock is None:
+            cursor.execute(read)
+            return cursor.fetchone()
+        cursor.execute(f"{lock}; {read}")  # no parameters: psycopg sends both in one simple query
+        cursor.nextset()
         return cursor.fetchone()
-    cursor.execute(f"{lock}; {read}")  # no parameters: psycopg sends both in one simple query
-    cursor.nextset()
-    return cursor.fetchone()

@@ -277,9 +277,9 @@ def post_featured(s: Session, post_id: str) -> Sequence[Any]:
     return s.execute(_POST_FEATURED, {"post_id": post_id}).all()
 
 
-def post_media(s: Session, post_id: str) -> tuple[MediaRow, ...]:
+def post_media(s: Session, post_id: str) -> tuple[PostMedium, ...]:
     """The post's media in order."""
-    return tuple(MediaRow(*row) for row in s.execute(_POST_MEDIA, {"post_id": post_id}))
+    return tuple(PostMedium(*row) for row in s.execute(_POST_MEDIA, {"post_id": post_id}))
 
 
 class PostColumns(Protocol):
@@ -297,17 +297,17 @@ class GatePost(PostColumns, Protocol):
     token: str | None
 
 
-class MediaRow(NamedTuple):
-    """A post's medium as the store has it (the columns of `post_media`)."""
+class PostMedium(NamedTuple):
+    """One of a post's media, as the store has it: its `media` row, in the post's order."""
 
     sha256: str
     mime: str
     size: int
     width: int
     height: int
-    camera_make: str | None
-    camera_model: str | None
-    device_id: str | None
+    camera_make: str  # "" when the original had none
+    camera_model: str
+    device_id: int | None  # the approved device it matched, if any
 
 
 @dataclass(frozen=True)
@@ -317,13 +317,15 @@ class GateRead:
     post: GatePost  # with its latest approval's token (None if unapproved)
     accounts: dict[str, Account | None]  # in name order, as the register has them (None: not configured)
     used: frozenset[tuple[str, str]]  # (jti, account) of each delivery live or taken down
-    media: tuple[MediaRow, ...]  # in the post's order
+    media: tuple[PostMedium, ...]  # in the post's order
     featured: tuple[Featured, ...]  # by subject id
 
 
 def gate_read(s: Session, post_id: str) -> GateRead:
     """The post, its token, accounts, approvals already used (one delivery per post and
-    account), media and featured subjects."""
+    account), media and featured subjects. Accounts and subjects are sorted by code point
+    (in Python, as the JSON comes unordered), as SQLite sorts them; a PostgreSQL database with
+    a language collation would have sorted them its own way."""
     row = s.execute(_GATE_READ[s.get_bind().dialect.name], {"post_id": post_id}).first()
     if row is None:
         raise NotFound("post", post_id)
@@ -333,7 +335,7 @@ def gate_read(s: Session, post_id: str) -> GateRead:
         accounts[name] = Account(name, school, Platform(platform)) if platform is not None else None
         if jti:
             used.add((jti, name))
-    media = tuple(MediaRow(*md[:-1]) for md in sorted(row.media, key=lambda md: md[-1]))
+    media = tuple(PostMedium(*md[:-1]) for md in sorted(row.media, key=lambda md: md[-1]))
     featured = _featured(sorted(row.featured, key=lambda f: f[0]))
     return GateRead(cast(GatePost, row), accounts, frozenset(used), media, featured)
 
@@ -399,7 +401,7 @@ def set_control(s: Session, key: str, value: str, at: datetime, actor: str) -> N
         row.value, row.changed_at, row.changed_by = value, at, actor
 
 
-def media_file(media_dir: Path, row: MediaRow) -> Path:
+def media_file(media_dir: Path, row: PostMedium) -> Path:
     ext = "jpg" if row.mime == "image/jpeg" else "png"
     return media_dir / row.sha256[:2] / f"{row.sha256}.{ext}"
 
@@ -414,8 +416,7 @@ def register_version(s: Session, lock: bool = False) -> int:
     cancellation, pause, erasure, takedown, a new subject). `lock`: a publisher judging a
     delivery holds it shared until its intent commits, so no such change can commit in between
     (SQLite: the write lock does it). On PostgreSQL the lock and the read are one round trip
-    (db.read_after_lock), so with `lock` this must be the transaction's first statement: ORM
-    changes pending in the session are not flushed before it."""
+    (db.read_after_lock). Neither read flushes ORM changes pending in the session."""
     if lock and _on_postgresql(s):
         row = db.read_after_lock(s.connection(), _register_lock_sql("pg_advisory_xact_lock_shared"), _VERSION_SQL)
         value = row[0] if row is not None else None

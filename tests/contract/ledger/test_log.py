@@ -18,6 +18,7 @@ from publisher.errors import InvalidInput, LedgerError, LogIntegrityError
 from publisher.ledger import canonical, log, merkle
 from publisher.ledger.log import Ledger, install, verify_entry_proof
 from publisher.ledger.note import Checkpoint, NoteSigner, open_note
+from tests.conftest import wait_for_a_waiting_advisory_lock
 
 SIGNER = NoteSigner("trust.example/social-audit/v1", Ed25519PrivateKey.generate())
 
@@ -367,8 +368,7 @@ def test_an_append_waiting_for_the_log_reads_the_head_that_committed_meanwhile(e
         assert first.append(conn, log.POST_PUBLISHED, {"n": "first"}).seq == 3
         waiter = threading.Thread(target=waiting_append)
         waiter.start()
-        waiter.join(0.5)
-        assert waiter.is_alive()  # waiting for the log lock
+        wait_for_a_waiting_advisory_lock(engine)
     waiter.join(10)
     assert errors == [] and got == [4]
     with engine.begin() as conn:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from publisher.errors import DaemonError
 from publisher.queue.lock import DaemonLock
@@ -204,10 +205,19 @@ def test_the_gate_reads_a_post_in_one_statement_as_it_is_stored(world: tuple[Wor
         assert held is not None
         a.start(s, held, clock())
         assert a.go_live(s, held.id, "p1", "https://x/1", clock()) is not None
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
     with db.reading(w.svc.engine) as s:
+        s.connection()  # BEGIN, before counting
+        event.listen(w.svc.engine, "before_cursor_execute", count)
         g = repo.gate_read(s, pid)
+        event.remove(w.svc.engine, "before_cursor_execute", count)
         token = repo.latest_approval(s, pid).token  # type: ignore[union-attr]
         stored_media = repo.post_media(s, pid)
+    assert len(statements) == 1
     assert (g.post.id, g.post.text, g.post.status, g.post.token) == (pid, "Art week", "published", token)
     assert [(name, acc.platform.value if acc else None) for name, acc in g.accounts.items()] == [
         ("stmarys-facebook", "facebook"), ("stmarys-x", "x"),

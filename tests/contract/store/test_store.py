@@ -16,11 +16,11 @@ from publisher import config as cfgmod
 from publisher.approvals import keys
 from publisher.domain.limits import Platform
 from publisher.domain.model import Role, Scope, SubjectKind
-from publisher.errors import InvalidInput, NotFound
+from publisher.errors import InvalidInput, NotFound, StoreUnavailable
 from publisher.service import Service
 from publisher.store import db
 from publisher.store import models as m
-from tests.conftest import make_workspace
+from tests.conftest import make_workspace, wait_for_a_waiting_advisory_lock
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PW = "a long test passphrase"
@@ -202,7 +202,27 @@ def test_the_register_version_read_with_its_lock_sees_what_committed_while_it_wa
         change.flush()
         reader = threading.Thread(target=lambda: got.append(read()))
         reader.start()
-        reader.join(0.5)
-        assert reader.is_alive()  # waiting for the lock
+        wait_for_a_waiting_advisory_lock(svc.engine)
     reader.join(10)
     assert got == ([before + 1] if how == "register_version" else [before])
+
+
+def test_a_postgresql_url_runs_on_psycopg_3_read_committed_and_anything_else_is_refused(database_url: str) -> None:
+    """The reads after a lock rely on psycopg 3 (two statements in one round trip) and READ
+    COMMITTED (a snapshot per statement): a plain postgresql:// URL is taken as psycopg 3, and
+    the isolation level is set, whatever the server's default."""
+    for url in ("postgresql+psycopg2://publisher:s3cret@db/trust", "mysql://publisher:s3cret@db/trust"):
+        with pytest.raises(StoreUnavailable, match=r"use sqlite:///PATH, or postgresql\+psycopg://") as refused:
+            db.make_engine(url)
+        assert "s3cret" not in str(refused.value)
+    assert db.make_engine("postgresql://publisher@db/trust").dialect.driver == "psycopg"
+    if not database_url.startswith("postgresql"):
+        return
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as conn:  # as a server (or role) whose default a DBA changed
+            conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+            conn.commit()
+            assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
+    finally:
+        engine.dispose()
