@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -51,7 +51,7 @@ from publisher.ledger.note import (
     sign_checkpoint,
     verify_tlog_proof,
 )
-from publisher.ledger.tables import log_checkpoints, log_entries, metadata, subject_keys
+from publisher.ledger.tables import LOG_SIZE, log_checkpoints, log_entries, metadata, subject_keys
 from publisher.store import db
 
 # Entry kinds.
@@ -83,7 +83,6 @@ KINDS: Final = frozenset(
 RESERVED_KEYS: Final = frozenset({"v", "seq", "kind", "ts"})
 CHECKPOINT_SUFFIX: Final = ".checkpoint"
 _BATCH = 10_000
-_SIZE: Final = select(func.coalesce(func.max(log_entries.c.seq) + 1, 0))
 # The append path runs on every recorded event, so it talks to the driver directly (inside the
 # caller's transaction, on the caller's connection): SQLAlchemy's per-statement machinery cost
 # more than the insert itself. Plain SQL, parameters bound by the driver.
@@ -543,7 +542,7 @@ class Ledger:
                 expected.setdefault(size, []).append((source, checkpoint.root_hash))
         stored_tiles = tiles.read_tiles(conn)
         if processes is None:
-            processes = rederive.processes_for(conn.execute(_SIZE).scalar_one())
+            processes = rederive.processes_for(conn.execute(LOG_SIZE).scalar_one())
         with closing(rederive.pieces(conn)) as pieces:  # its cursor closed here, in this transaction
             rederived = rederive.rederive(pieces, stored_tiles, expected, processes)
         seq = rederived.size

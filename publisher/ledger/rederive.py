@@ -34,6 +34,7 @@ from sqlalchemy import Connection
 from publisher.errors import InvalidInput, LedgerError, LogIntegrityError
 from publisher.ledger import canonical, merkle
 from publisher.ledger.tiles import TILE_SIZE, join
+from publisher.store import db
 
 PIECE = 64 * TILE_SIZE  # rows per piece of work (about 9 MB of bodies)
 PARALLEL_FROM = 100_000  # below this, starting a worker costs more than it saves
@@ -176,9 +177,7 @@ def pieces(conn: Connection) -> Generator[list[tuple[Any, ...]], None, None]:
     """Every log row in seq order, ``PIECE`` at a time, read in ``conn``'s transaction by the
     driver itself (plain tuples, ready to hand to a worker). PostgreSQL streams them from a
     server-side cursor; SQLite's cursor streams anyway."""
-    dbapi: Any = conn.connection.driver_connection
-    cursor = dbapi.cursor(name="publisher_verify") if conn.dialect.name == "postgresql" else dbapi.cursor()
-    with closing(cursor):
+    with closing(db.driver_cursor(conn, name="publisher_verify")) as cursor:
         cursor.execute(_ROWS_SQL)
         while rows := cursor.fetchmany(PIECE):
             yield rows

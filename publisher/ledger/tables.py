@@ -7,7 +7,7 @@ holds the per-subject keys whose deletion crypto-shreds a subject's sealed field
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, LargeBinary, MetaData, Table, Text, func, select
 
 metadata = MetaData()
 
@@ -23,6 +23,10 @@ log_entries = Table(
     Column("leaf_hash", LargeBinary(32), nullable=False),  # SHA-256(0x00 || body)
     Column("created_at", Text, nullable=False),  # RFC 3339 UTC, equal to the body's "ts"
 )
+
+# The log is dense (seq 0..n-1, enforced by a trigger): its size is max(seq) + 1, one step down
+# the primary key, where count(*) reads every entry.
+LOG_SIZE = select(func.coalesce(func.max(log_entries.c.seq) + 1, 0))
 
 log_checkpoints = Table(
     "log_checkpoints",

@@ -40,7 +40,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from publisher.errors import LogIntegrityError
 from publisher.ledger import merkle
-from publisher.ledger.tables import log_entries, log_tiles
+from publisher.ledger.tables import LOG_SIZE, log_entries, log_tiles
 from publisher.store import db
 
 TILE_HEIGHT: Final = 8
@@ -264,7 +264,7 @@ def load(conn: Connection, size: int) -> tuple[merkle.CompactRange, Tip]:
 def backfill(conn: Connection) -> int:
     """Store every missing tile of the log (one streaming pass over the leaves it needs);
     returns how many were written. For migrations and repair; appends heal on their own."""
-    size = conn.execute(select(func.coalesce(func.max(log_entries.c.seq) + 1, 0))).scalar_one()
+    size = conn.execute(LOG_SIZE).scalar_one()
     stored = conn.execute(select(func.count()).select_from(log_tiles)).scalar_one()
     missing = computed_tiles(conn, stored, size // TILE_SIZE)
     for start in range(0, len(missing), 1000):

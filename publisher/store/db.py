@@ -170,14 +170,16 @@ def reading(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def driver_cursor(conn: Connection) -> Any:
+def driver_cursor(conn: Connection, name: str | None = None) -> Any:
     """A DB-API cursor on the connection under ``conn``, in its transaction (begun here if need
     be, as SQLAlchemy's autobegin would: the driver's cursor bypasses it). For the statements
     run for every delivery or log entry, where SQLAlchemy's per-statement machinery would cost
-    more than the statement. Errors are the driver's own, not SQLAlchemy's."""
+    more than the statement. Errors are the driver's own, not SQLAlchemy's. `name`: a named,
+    server-side cursor (PostgreSQL), which streams its rows; SQLite's cursors stream anyway."""
     if not conn.in_transaction():
         conn.begin()
-    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    dbapi: Any = conn.connection.driver_connection
+    return dbapi.cursor(name=name) if name is not None and conn.dialect.name == "postgresql" else dbapi.cursor()
 
 
 def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:

@@ -171,7 +171,6 @@ def one_of(column: ColumnElement[Any], values: tuple[str, ...]) -> ColumnElement
 
 
 _DELIVERIES_T: Final = cast(Table, m.DeliveryRow.__table__)
-_CONTROL_T: Final = cast(Table, m.ControlRow.__table__)
 
 _LATEST: Final = _APPROVALS_T.c.id.desc()
 _TOKEN: Final = (  # the post's latest approval's token
@@ -407,7 +406,6 @@ def media_file(media_dir: Path, row: PostMedium) -> Path:
 
 
 REGISTER_VERSION = "register_version"
-_VERSION: Final = select(_CONTROL_T.c.value).where(_CONTROL_T.c.key == REGISTER_VERSION)
 _VERSION_SQL: Final = "SELECT value FROM control WHERE key = 'register_version'"
 
 
@@ -417,12 +415,9 @@ def register_version(s: Session, lock: bool = False) -> int:
     delivery holds it shared until its intent commits, so no such change can commit in between
     (SQLite: the write lock does it). On PostgreSQL the lock and the read are one round trip
     (db.read_after_lock). Neither read flushes ORM changes pending in the session."""
-    if lock and _on_postgresql(s):
-        row = db.read_after_lock(s.connection(), _register_lock_sql("pg_advisory_xact_lock_shared"), _VERSION_SQL)
-        value = row[0] if row is not None else None
-    else:
-        value = s.scalar(_VERSION)
-    return int(value) if value else 0
+    locking = _register_lock_sql("pg_advisory_xact_lock_shared") if lock and _on_postgresql(s) else None
+    row = db.read_after_lock(s.connection(), locking, _VERSION_SQL)
+    return int(row[0]) if row is not None and row[0] else 0
 
 
 def hold_register(s: Session, shared: bool) -> None:
