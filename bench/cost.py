@@ -4,18 +4,21 @@
 
 The burst benchmark's set-up (bench/_common.py: the emulators in their own process, posts
 seeded as Service.approve writes them), then a Daemon with a pool of one drains them in this
-process. Prints CPU milliseconds per delivery (this process only: the emulators, and with
---postgres the server, are elsewhere) and the statements per delivery by kind, counted at the
-driver's execute: every statement the database is sent, the log's appends and locks included
-(on PostgreSQL each is a round trip; a lock and its read sent together count once, under the
-lock's name). SQLite's BEGIN and COMMIT are among them; PostgreSQL's are not (psycopg sends
-them itself), so the commits per delivery are printed too: each is two round trips more. A profiling aid, steadier than the burst's rate on a shared
-machine; not part of `make bench`.
+process. Prints the CPU milliseconds per delivery in this process, in the emulators' process
+and (with --postgres) in every process named postgres on this machine (Linux /proc; on a
+2-core machine the three share the cores), then the statements per delivery by kind, counted
+at the driver's execute: every statement the database is sent, the log's appends and locks
+included (on PostgreSQL each is a round trip; a lock and its read sent together count once,
+under the lock's name). SQLite's BEGIN and COMMIT are among them; PostgreSQL's are not (psycopg
+sends them itself), so the commits per delivery are printed too: each is two round trips more.
+A profiling aid, steadier than the burst's rate on a shared machine; not part of `make bench`.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -78,19 +81,47 @@ def main() -> None:
             commits: list[int] = []
             event.listen(svc.engine, "commit", lambda _conn: commits.append(1))
             with Daemon(svc, QueueSettings.load(svc.config.path)) as daemon:
+                others = {"emulators": lambda: _cpu([sb.proc.pid]), "PostgreSQL server": _postgres_cpu}
+                before = {k: f() for k, f in others.items()}
                 wall, cpu = time.perf_counter(), time.process_time()
                 left = daemon.drain(None, timeout=600)
                 wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                elsewhere = {k: f() - before[k] for k, f in others.items()}
             counts, _ = c.outcomes(ws)
             svc.close()
         finally:
             ws.close()
     print(f"{n:,} deliveries, one worker: {counts}, {left} left")
     print(f"  {1000 * cpu / n:.2f} ms CPU per delivery, {n / wall:.1f} deliveries/s")
+    for what, seconds in elsewhere.items():
+        if seconds:
+            print(f"  {1000 * seconds / n:.2f} ms CPU per delivery in the {what}")
     print(f"  {len(commits) / n:.2f} commits per delivery")
     print(f"  {sum(statements.values()) / n:.1f} statements per delivery:")
     for what, k in statements.most_common(20):
         print(f"    {k / n:5.2f}  {what}")
+
+
+def _cpu(pids: list[int]) -> float:
+    """User and system CPU seconds of these processes so far (Linux /proc; 0 elsewhere)."""
+    tick, total = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100, 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone, or not Linux
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def _postgres_cpu() -> float:
+    """The CPU of every process named postgres on this machine (the server, its backends)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                pids.append(int(entry.name))
+    return _cpu(pids)
 
 
 if __name__ == "__main__":

@@ -344,3 +344,53 @@ def test_two_intents_on_one_account_at_the_same_moment_let_one_through(
         assert not isinstance(outcomes[0], Outcome)  # the first daemon's intent
         assert isinstance(outcomes[1], Outcome) and outcomes[1].state == "account_busy"
         assert sorted(r.status for r in deliveries(w.svc)) == ["inflight", "queued"]
+
+
+def test_a_call_outlasting_its_lease_keeps_it_and_one_thread_renews_every_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    """Platform calls running longer than the lease (a slow upload): the leases are renewed
+    while they run, or another daemon's recovery would take the deliveries for orphans and put
+    them in doubt mid-call. One thread renews both calls; both are recorded live after."""
+    import threading
+
+    lease = timedelta(seconds=1.5)
+    with running(tmp_path, database_url=database_url) as (w, _sb, p):
+        accounts = ["stmarys-x", "stmarys-facebook"]
+        for account in accounts:
+            w.post(text=f"Notice for {account}", accounts=[account])
+        time.sleep(1.1)
+        queue = q.SqlAlchemyQueue(w.svc.engine, "daemon-0", lease)
+        publisher = Publisher(w.svc, p, queue, QueueSettings.load(w.config_path))
+        claims = [queue.claim(w.svc.now(), account, 1)[0] for account in accounts]
+        calling, release = threading.Semaphore(0), threading.Event()
+        for account in accounts:
+            connector = p.connector(account)
+
+            def held(rendered: object, real: object = connector.publish) -> object:
+                calling.release()
+                assert release.wait(30)
+                return real(rendered)  # type: ignore[operator]
+
+            monkeypatch.setattr(connector, "publish", held)
+        outcomes: list[Outcome] = []
+        calls = [threading.Thread(target=lambda c=c: outcomes.append(publisher.publish(c))) for c in claims]
+        for t in calls:
+            t.start()
+        assert calling.acquire(timeout=30) and calling.acquire(timeout=30)  # both calls running
+        other = q.SqlAlchemyQueue(w.svc.engine, "daemon-1", lease)  # another daemon, recovering orphans
+        end = time.monotonic() + 2.5 * lease.total_seconds()
+        while time.monotonic() < end:
+            assert other.recover(w.svc.now()) == 0
+            time.sleep(0.1)
+        keepers = [t for t in threading.enumerate() if t.name.startswith("lease")]
+        assert [t.name for t in keepers] == ["lease-keeper"]
+        assert all(r.status == "inflight" and r.lease_owner == "daemon-0" for r in deliveries(w.svc))
+        release.set()
+        for t in calls:
+            t.join(30)
+        assert [o.state for o in outcomes] == ["live", "live"]
+        assert [(r.status, r.lease_owner) for r in deliveries(w.svc)] == [("live", "")] * 2
+        publisher.leases.close()
+        keepers[0].join(5)
+        assert not keepers[0].is_alive()
