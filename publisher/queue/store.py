@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, bindparam, case, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -80,12 +80,12 @@ _CLAIMABLE: Final = and_(
 _OTHER: Final = T.alias("other")
 # A queued row whose account has another delivery in flight or in doubt: publish nothing more
 # there until that one is settled. One call at a time per account (across daemons too) keeps
-# the platform look-up able to tell which post is whose.
+# the platform look-up able to tell which post is whose. (A queued row is neither, so "another"
+# needs no id test, and the accounts are found once per statement, not once per row: correlated,
+# it cost PostgreSQL 20 of the 30 ms of the due-accounts query with 10,000 due.)
 _IN_DOUBT_ELSEWHERE: Final = and_(
     T.c.status == QUEUED,
-    exists().where(
-        _OTHER.c.account == T.c.account, _OTHER.c.id != T.c.id, repo.one_of(_OTHER.c.status, (INFLIGHT, RECONCILE))
-    ),
+    T.c.account.in_(select(_OTHER.c.account).where(repo.one_of(_OTHER.c.status, (INFLIGHT, RECONCILE)))),
 )
 _DUE_ACCOUNTS: Final = (
     select(T.c.account, func.min(T.c.due_at))
