@@ -173,12 +173,14 @@ class Daemon:
                 clean = False
             except Exception:
                 log.exception("publish task failed", extra={"event": "task_error"})
-        released = self.queue.release()
-        self.checkpoint(force=False)
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        self.publisher.leases.close()
-        self.platforms.close()
-        self._unlock()
+        self.publisher.leases.close()  # a call still running goes to reconcile (release)
+        try:
+            released = self.queue.release()
+            self.checkpoint(force=False)
+        finally:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self.platforms.close()
+            self._unlock()
         log.info("daemon stopped", extra={"event": "stopped", "owner": self.owner, "count": released})
         return clean
 

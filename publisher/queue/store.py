@@ -340,13 +340,19 @@ class SqlAlchemyQueue:
             return n + _rows(s.execute(update(D).where(mine).values(lease_owner="", lease_expires=None)))
 
     def renew(self, delivery_ids: Collection[str], now: datetime) -> None:
+        """Extend this owner's leases on these deliveries. A row another transaction holds is
+        skipped, not waited for (PostgreSQL: SKIP LOCKED; the caller tries again within the
+        lease): a withdrawal or takedown locks several rows in its own order, and an UPDATE of
+        several rows waiting on one of them could deadlock with it."""
         if not delivery_ids:
             return
+        mine = select(D.id).where(D.lease_owner == self.owner, D.id.in_(list(delivery_ids)))
         with db.transaction(self.engine) as s:
             s.execute(
                 update(D)
-                .where(D.lease_owner == self.owner, D.id.in_(list(delivery_ids)))
+                .where(D.id.in_(mine.order_by(D.id).with_for_update(skip_locked=True).scalar_subquery()))
                 .values(lease_expires=now + self.lease)
+                .execution_options(synchronize_session=False)
             )
 
     # -- reading -----------------------------------------------------------------------------

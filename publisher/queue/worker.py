@@ -526,16 +526,19 @@ class LeaseKeeper:
         self.queue, self.now = queue, now
         self._calls: set[str] = set()
         self._lock = threading.Lock()
-        self._stop: threading.Event | None = None  # the running thread's; set: it ends
+        self._stop = threading.Event()  # set: renew no more, and start no thread again
+        self._started = False
 
     @contextlib.contextmanager
     def during(self, delivery_id: str) -> Iterator[None]:
-        """Keep the delivery's lease alive while the block runs."""
+        """Keep the delivery's lease alive while the block runs (once closed, it keeps the
+        lease it has)."""
         with self._lock:
+            if not self._started and not self._stop.is_set():
+                name = f"lease-keeper {self.queue.owner}"
+                threading.Thread(target=self._run, name=name, daemon=True).start()
+                self._started = True
             self._calls.add(delivery_id)
-            if self._stop is None:
-                self._stop = threading.Event()
-                threading.Thread(target=self._run, args=(self._stop,), name="lease-keeper", daemon=True).start()
         try:
             yield
         finally:
@@ -543,15 +546,12 @@ class LeaseKeeper:
                 self._calls.discard(delivery_id)
 
     def close(self) -> None:
-        """Stop renewing (a call still running keeps the lease it has)."""
-        with self._lock:
-            if self._stop is not None:
-                self._stop.set()
-                self._stop = None
+        """Stop renewing, for good (the daemon is stopping)."""
+        self._stop.set()
 
-    def _run(self, stop: threading.Event) -> None:
+    def _run(self) -> None:
         period = max(self.queue.lease.total_seconds() / 3, 0.05)
-        while not stop.wait(period):
+        while not self._stop.wait(period):
             with self._lock:
                 running = sorted(self._calls)
             try:

@@ -295,8 +295,9 @@ def test_dispatch_with_every_worker_busy_asks_the_store_nothing(
         assert d.dispatch() == 0 and asked == []
         d._busy.popitem()
         assert d.dispatch() == 1 and asked == [1]  # the free worker takes the due account
-        for placeholder in [a for a in d._busy if a.startswith("busy-")]:
-            del d._busy[placeholder]  # (they hold no task)
+        with d._lock:
+            for placeholder in [a for a in d._busy if a.startswith("busy-")]:
+                del d._busy[placeholder]  # (they hold no task)
         d.wait_idle(10)
         assert [r.status for r in deliveries(w.svc)] == ["live"]
 

@@ -351,7 +351,8 @@ def test_a_call_outlasting_its_lease_keeps_it_and_one_thread_renews_every_call(
 ) -> None:
     """Platform calls running longer than the lease (a slow upload): the leases are renewed
     while they run, or another daemon's recovery would take the deliveries for orphans and put
-    them in doubt mid-call. One thread renews both calls; both are recorded live after."""
+    them in doubt mid-call. One thread renews both calls, in one statement; both are recorded
+    live after, and once the keeper is closed its thread ends."""
     import threading
 
     lease = timedelta(seconds=1.5)
@@ -360,7 +361,15 @@ def test_a_call_outlasting_its_lease_keeps_it_and_one_thread_renews_every_call(
         for account in accounts:
             w.post(text=f"Notice for {account}", accounts=[account])
         time.sleep(1.1)
-        queue = q.SqlAlchemyQueue(w.svc.engine, "daemon-0", lease)
+        queue = q.SqlAlchemyQueue(w.svc.engine, "keeper-test", lease)
+        renewals: list[tuple[str, list[str]]] = []
+        renew = queue.renew
+
+        def recorded(ids: list[str], now: object) -> None:
+            renewals.append((threading.current_thread().name, list(ids)))
+            renew(ids, now)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(queue, "renew", recorded)
         publisher = Publisher(w.svc, p, queue, QueueSettings.load(w.config_path))
         claims = [queue.claim(w.svc.now(), account, 1)[0] for account in accounts]
         calling, release = threading.Semaphore(0), threading.Event()
@@ -383,14 +392,18 @@ def test_a_call_outlasting_its_lease_keeps_it_and_one_thread_renews_every_call(
         while time.monotonic() < end:
             assert other.recover(w.svc.now()) == 0
             time.sleep(0.1)
-        keepers = [t for t in threading.enumerate() if t.name.startswith("lease")]
-        assert [t.name for t in keepers] == ["lease-keeper"]
-        assert all(r.status == "inflight" and r.lease_owner == "daemon-0" for r in deliveries(w.svc))
+        assert all(r.status == "inflight" and r.lease_owner == "keeper-test" for r in deliveries(w.svc))
+        both = sorted(c.delivery_id for c in claims)
+        assert ("lease-keeper keeper-test", both) in renewals
+        assert {name for name, _ in renewals} == {"lease-keeper keeper-test"}
         release.set()
         for t in calls:
             t.join(30)
         assert [o.state for o in outcomes] == ["live", "live"]
         assert [(r.status, r.lease_owner) for r in deliveries(w.svc)] == [("live", "")] * 2
+        [keeper] = [t for t in threading.enumerate() if t.name == "lease-keeper keeper-test"]
         publisher.leases.close()
-        keepers[0].join(5)
-        assert not keepers[0].is_alive()
+        keeper.join(5)
+        assert not keeper.is_alive()
+        with publisher.leases.during(claims[0].delivery_id):  # a call after close starts none again
+            assert all(t.name != "lease-keeper keeper-test" for t in threading.enumerate())

@@ -234,3 +234,26 @@ def test_the_gate_reads_a_post_in_one_statement_as_it_is_stored(world: tuple[Wor
             key=lambda f: f.subject_id,
         )
     )
+
+
+def test_renew_skips_a_row_another_transaction_holds(world: tuple[World, FakeClock]) -> None:
+    """The lease keeper renews every running call in one UPDATE; a row held by, say, a consent
+    withdrawal (which locks several deliveries in its own order) is skipped, not waited for, so
+    the renewal can neither deadlock with it nor hold up the other calls' leases."""
+    w, clock = world
+    if w.svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there is no row lock to skip")
+    a = q(w, "me")
+    first, second = (c.delivery_id for c in a.claim(clock(), "stmarys-x", 2))
+    before = {r.id: r.lease_expires for r in deliveries(w.svc)}
+    clock.advance(seconds=10)
+    done = threading.Event()
+    renewing = threading.Thread(target=lambda: (a.renew([first, second], clock()), done.set()))
+    with db.transaction(w.svc.engine) as s:
+        assert a.lock(s, first) is not None  # held meanwhile, as by a withdrawal
+        renewing.start()
+        assert done.wait(10)  # returned without waiting for the held row
+    renewing.join(10)
+    after = {r.id: r.lease_expires for r in deliveries(w.svc)}
+    assert after[first] == before[first]
+    assert after[second] is not None and before[second] is not None and after[second] > before[second]
