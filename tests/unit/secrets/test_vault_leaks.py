@@ -61,7 +61,8 @@ def _break_everything(tmp_path: Path, vault: Vault, planted: dict[str, bytes]) -
 
     doc = json.loads(vault.path.read_text())
     entry = doc["entries"][name]
-    entry["ciphertext"] = base64.b64encode(b"\0" + base64.b64decode(entry["ciphertext"])[1:]).decode()
+    sealed = base64.b64decode(entry["ciphertext"])  # its first byte flipped: always a change
+    entry["ciphertext"] = base64.b64encode(bytes([sealed[0] ^ 0xFF]) + sealed[1:]).decode()
     vault.path.write_text(json.dumps(doc))
     raised.append(_capture(lambda: vault.get(name)))
     raised.append(_capture(lambda: rotate(vault.path, MasterKey.generate(), tmp_path / "other.key")))
