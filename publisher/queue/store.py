@@ -116,9 +116,11 @@ _HELD: Final = (
     T.c.jti,
     T.c.cancel_requested,
 )
-_HOLD: Final = select(*_HELD).where(T.c.id == _ID).with_for_update()
-_HOLD_WITH_ACCOUNT: Final = (  # FOR UPDATE on a join: the row, then its account's row
-    select(*_HELD).join(_ACCOUNTS, _ACCOUNTS.c.name == T.c.account).where(T.c.id == _ID).with_for_update()
+# FOR NO KEY UPDATE: neither key changes, so rows that only refer to them (a new post's
+# delivery, a takedown) pass their foreign-key checks (KEY SHARE) without waiting; two holds wait.
+_HOLD: Final = select(*_HELD).where(T.c.id == _ID).with_for_update(key_share=True)
+_HOLD_WITH_ACCOUNT: Final = (  # on a join: the row, then its account's row
+    select(*_HELD).join(_ACCOUNTS, _ACCOUNTS.c.name == T.c.account).where(T.c.id == _ID).with_for_update(key_share=True)
 )
 _START: Final = (
     update(T)
@@ -220,7 +222,7 @@ class SqlAlchemyQueue:
         return s.scalars(_LOCK, {"id": delivery_id}).first()
 
     def hold(self, s: Session, delivery_id: str, account_too: bool = False) -> Held | None:
-        """`lock` for the publisher: the row's state, without loading an ORM object.
+        """`lock` for the publisher (PostgreSQL: FOR NO KEY UPDATE): the row's state, without loading an ORM object.
         `account_too`: lock its account's row as well, in the same statement (PostgreSQL: see
         `load`; the row's foreign key keeps the account in the register)."""
         statement = _HOLD_WITH_ACCOUNT if account_too and not self._sqlite else _HOLD
@@ -284,7 +286,7 @@ class SqlAlchemyQueue:
         """Inside the intent's transaction: is the account busy with another delivery, and how
         much of its budget is used since `since`? The claim checked busy too, but two daemons
         can each claim one of an account's deliveries before either is in flight; the account
-        row, locked first (PostgreSQL: FOR UPDATE, by `hold(account_too=True)`; SQLite: the
+        row, locked first (PostgreSQL: FOR NO KEY UPDATE, by `hold(account_too=True)`; SQLite: the
         write lock), makes the check and the intent one step per account across daemons. (This
         read is a statement of its own, after the lock: in READ COMMITTED its snapshot then
         includes the other daemon's intent, committed while the lock was waited for.)"""

@@ -177,7 +177,7 @@ class DeliveryRow(Base):
         Index("ix_deliveries_account_status_published", "account", "status", "published_at"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    post_id: Mapped[str] = mapped_column(ForeignKey("posts.id"), index=True)
+    post_id: Mapped[str] = mapped_column(ForeignKey("posts.id"))  # indexed by the unique (post_id, account)
     account: Mapped[str] = mapped_column(ForeignKey("accounts.name"))
     due_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
+from sqlalchemy.exc import OperationalError
 
 from publisher.errors import DaemonError
 from publisher.queue.lock import DaemonLock
@@ -257,3 +258,29 @@ def test_renew_skips_a_row_another_transaction_holds(world: tuple[World, FakeClo
     after = {r.id: r.lease_expires for r in deliveries(w.svc)}
     assert after[first] == before[first]
     assert after[second] is not None and before[second] is not None and after[second] > before[second]
+
+
+def test_holding_an_account_blocks_other_daemons_but_not_its_foreign_keys(world: tuple[World, FakeClock]) -> None:
+    """The intent's transaction locks the delivery and its account (PostgreSQL: FOR NO KEY
+    UPDATE): another daemon's hold on the same account waits, as it must, but a row that only
+    refers to the account (a new post's delivery: its foreign-key check takes KEY SHARE) does
+    not wait for the gate to finish judging."""
+    w, clock = world
+    if w.svc.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time")
+    first, second = (c.delivery_id for c in q(w, "a").claim(clock(), "stmarys-x", 2))
+    with db.transaction(w.svc.engine) as s:
+        assert q(w, "a").hold(s, first, account_too=True) is not None
+        with w.svc.engine.connect() as other:
+            other.exec_driver_sql("SET lock_timeout = '2s'")
+            key_share = "SELECT name FROM accounts WHERE name = 'stmarys-x' FOR KEY SHARE"
+            assert other.exec_driver_sql(key_share).scalar() == "stmarys-x"  # no wait
+            other.rollback()
+            with pytest.raises(OperationalError, match="lock timeout"):
+                _hold_within_200ms(q(w, "b"), second)
+
+
+def _hold_within_200ms(queue: SqlAlchemyQueue, delivery_id: str) -> None:
+    with db.transaction(queue.engine) as s:
+        s.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        queue.hold(s, delivery_id, account_too=True)
