@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -174,30 +174,29 @@ def _sqlite_ddl() -> list[str]:
     return out
 
 
-_PG_REFUSE_CHANGE: Final = """CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger
+_PG_REFUSE_CHANGE: Final = """CREATE OR REPLACE FUNCTION {schema}.ledger_refuse_change() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' is append-only: ' || TG_OP || ' refused';
 END
 $$"""
 
-# The insert rules read the tables in static SQL, named with the schema they were installed in
-# (the functions pin search_path): plpgsql plans static SQL once per session, where EXECUTE of a
-# query built from TG_TABLE_SCHEMA was planned at every insert (about 0.1 ms of the server's CPU
-# per log entry). A trigger that fires on a table of another schema refuses the insert.
-_PG_DENSE_SEQ: Final = """CREATE OR REPLACE FUNCTION ledger_dense_seq() RETURNS trigger
+# The insert rules read the tables in static SQL, schema-qualified with the schema the tables
+# are in (the functions pin search_path), which plpgsql plans once per session; a query built
+# from TG_TABLE_SCHEMA and run with EXECUTE is planned at every insert (about 0.1 ms of the
+# server's CPU per log entry). Should a rule fire on a table of another schema (the schema
+# renamed, a copy restored under another name), it checks that table the slower, dynamic way.
+_PG_DENSE_SEQ: Final = """CREATE OR REPLACE FUNCTION {schema}.ledger_dense_seq() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE expected bigint;
 BEGIN
-  IF TG_TABLE_SCHEMA IS DISTINCT FROM {schema_literal} THEN
-    RAISE EXCEPTION USING MESSAGE = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME
-      || ' is not in schema ' || {schema_literal} || ', for which this ledger rule was installed';
-  ELSIF TG_TABLE_NAME = 'log_entries' THEN
+  IF TG_TABLE_SCHEMA = {schema_literal} AND TG_TABLE_NAME = 'log_entries' THEN
     SELECT coalesce(max(seq) + 1, 0) INTO expected FROM {schema}.log_entries;
-  ELSIF TG_TABLE_NAME = 'log_tiles' THEN
+  ELSIF TG_TABLE_SCHEMA = {schema_literal} AND TG_TABLE_NAME = 'log_tiles' THEN
     SELECT coalesce(max(seq) + 1, 0) INTO expected FROM {schema}.log_tiles;
   ELSE
-    RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' has no dense-sequence rule';
+    EXECUTE 'SELECT coalesce(max(seq) + 1, 0) FROM '
+      || quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME) INTO expected;
   END IF;
   IF NEW.seq IS DISTINCT FROM expected THEN
     RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || '.seq must be max(seq) + 1 = ' || expected;
@@ -205,16 +204,19 @@ BEGIN
   RETURN NEW;
 END
 $$"""
-_PG_CHECKPOINT_GROWS: Final = """CREATE OR REPLACE FUNCTION ledger_checkpoint_grows() RETURNS trigger
+_PG_CHECKPOINT_GROWS: Final = """CREATE OR REPLACE FUNCTION {schema}.ledger_checkpoint_grows() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE last_size bigint; log_size bigint;
 BEGIN
-  IF TG_TABLE_SCHEMA IS DISTINCT FROM {schema_literal} OR TG_TABLE_NAME <> 'log_checkpoints' THEN
-    RAISE EXCEPTION USING MESSAGE = TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME
-      || ' is not ' || {schema_literal} || '.log_checkpoints, for which this ledger rule was installed';
+  IF TG_TABLE_SCHEMA = {schema_literal} AND TG_TABLE_NAME = 'log_checkpoints' THEN
+    SELECT coalesce(max(size), -1) INTO last_size FROM {schema}.log_checkpoints;
+    SELECT coalesce(max(seq) + 1, 0) INTO log_size FROM {schema}.log_entries;
+  ELSE
+    EXECUTE 'SELECT coalesce(max(size), -1) FROM '
+      || quote_ident(TG_TABLE_SCHEMA) || '.' || quote_ident(TG_TABLE_NAME) INTO last_size;
+    EXECUTE 'SELECT coalesce(max(seq) + 1, 0) FROM '
+      || quote_ident(TG_TABLE_SCHEMA) || '.log_entries' INTO log_size;
   END IF;
-  SELECT coalesce(max(size), -1) INTO last_size FROM {schema}.log_checkpoints;
-  SELECT coalesce(max(seq) + 1, 0) INTO log_size FROM {schema}.log_entries;
   IF NEW.size <= last_size OR NEW.size > log_size THEN
     RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || '.size must grow and not pass the log';
   END IF;
@@ -222,47 +224,51 @@ BEGIN
 END
 $$"""
 
-_SCHEMA: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-
 
 def _pg_ddl(schema: str) -> list[str]:
-    if not _SCHEMA.fullmatch(schema):
+    if any(c in schema for c in "$%:\0") or not schema:
         raise LedgerError(
-            f"PostgreSQL schema {schema!r} is not a plain name (letters, digits, _): put the tables in one that is"
+            f"PostgreSQL schema {schema!r} has a character the ledger's rules cannot be written with "
+            "($, %, : or NUL): keep the tables in a schema whose name has none"
         )
-    names = {"schema": f'"{schema}"', "schema_literal": f"'{schema}'"}
-    out = [_PG_REFUSE_CHANGE, _PG_DENSE_SEQ.format(**names), _PG_CHECKPOINT_GROWS.format(**names)]
+    ident = '"' + schema.replace('"', '""') + '"'
+    names = {"schema": ident, "schema_literal": "'" + schema.replace("'", "''") + "'"}
+    out = [_PG_REFUSE_CHANGE.format(**names), _PG_DENSE_SEQ.format(**names), _PG_CHECKPOINT_GROWS.format(**names)]
     inserts = {
         "log_entries": "ledger_dense_seq",
         "log_checkpoints": "ledger_checkpoint_grows",
         "log_tiles": "ledger_dense_seq",
     }
     for table in _TABLES:
+        on = f"{ident}.{table}"
         triggers = {
-            f"{table}_no_change": f"BEFORE UPDATE OR DELETE ON {table} FOR EACH ROW "
-            "EXECUTE FUNCTION ledger_refuse_change()",
-            f"{table}_no_truncate": f"BEFORE TRUNCATE ON {table} FOR EACH STATEMENT "
-            "EXECUTE FUNCTION ledger_refuse_change()",
-            f"{table}_insert_rule": f"BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {inserts[table]}()",
+            f"{table}_no_change": f"BEFORE UPDATE OR DELETE ON {on} FOR EACH ROW "
+            f"EXECUTE FUNCTION {ident}.ledger_refuse_change()",
+            f"{table}_no_truncate": f"BEFORE TRUNCATE ON {on} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION {ident}.ledger_refuse_change()",
+            f"{table}_insert_rule": f"BEFORE INSERT ON {on} FOR EACH ROW EXECUTE FUNCTION {ident}.{inserts[table]}()",
         }
         for name, spec in triggers.items():
             out.append(f"CREATE OR REPLACE TRIGGER {name} {spec}")
-            out.append(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {name}")
+            out.append(f"ALTER TABLE {on} ENABLE ALWAYS TRIGGER {name}")
     return out
 
 
-def append_only_ddl(dialect_name: str, schema: str = "public") -> list[str]:
+def append_only_ddl(dialect_name: str, schema: str | None = None) -> list[str]:
     """The statements that make the log tables append-only in the database itself.
 
     SQLite: triggers refusing UPDATE and DELETE, and a dense-sequence INSERT trigger (without
     it ``INSERT OR REPLACE`` silently overwrites a row). PostgreSQL (14+): the same rules as
     plpgsql triggers plus a TRUNCATE trigger, all ``ENABLE ALWAYS`` so they also fire with
-    ``session_replication_role = replica``; `schema` is the one the tables are in (the insert
-    rules name it). Idempotent. Contains no ``%`` and no ``:name``.
+    ``session_replication_role = replica``; `schema` (PostgreSQL only, required there) is the
+    one the tables are in: every name is qualified with it. Idempotent. Contains no ``%`` and
+    no ``:name``.
     """
     if dialect_name == "sqlite":
         return _sqlite_ddl()
     if dialect_name == "postgresql":
+        if schema is None:
+            raise LedgerError("the ledger's PostgreSQL rules need the schema its tables are in")
         return _pg_ddl(schema)
     raise LedgerError(f"no append-only rules for database dialect {dialect_name!r}")
 
@@ -284,11 +290,27 @@ def grant_app_role_ddl(role: str) -> list[str]:
 
 
 def install(conn: Connection) -> None:
-    """Create the ledger tables and the append-only rules (idempotent)."""
+    """Create the ledger tables and the append-only rules (idempotent). On PostgreSQL the rules
+    go in the schema the tables are in (found as the connection's search_path finds them)."""
     metadata.create_all(conn)
-    schema = conn.exec_driver_sql("SELECT current_schema()").scalar() if conn.dialect.name == "postgresql" else ""
-    for statement in append_only_ddl(conn.dialect.name, schema or ""):
+    schema = _tables_schema(conn) if conn.dialect.name == "postgresql" else None
+    for statement in append_only_ddl(conn.dialect.name, schema):
         conn.exec_driver_sql(statement)
+
+
+_SCHEMA_OF: Final = text(
+    "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.oid = pg_catalog.to_regclass(:t)"
+)
+
+
+def _tables_schema(conn: Connection) -> str:
+    found = {table: conn.execute(_SCHEMA_OF, {"t": table}).scalar() for table in _TABLES}
+    schemas = set(found.values())
+    if len(schemas) != 1 or None in schemas:
+        where = ", ".join(f"{t} in {s or 'no schema on the search_path'}" for t, s in found.items())
+        raise LedgerError(f"the log's tables must be in one schema ({where}): move them into one")
+    return str(schemas.pop())
 
 
 # --------------------------------------------------------------------------- helpers

@@ -117,7 +117,8 @@ _HELD: Final = (
     T.c.cancel_requested,
 )
 # FOR NO KEY UPDATE: neither key changes, so rows that only refer to them (a new post's
-# delivery, a takedown) pass their foreign-key checks (KEY SHARE) without waiting; two holds wait.
+# deliveries and post_accounts) pass their foreign-key checks (KEY SHARE) without waiting while
+# the gate judges; a second hold, an UPDATE or a FOR UPDATE (takedown, withdrawal) still waits.
 _HOLD: Final = select(*_HELD).where(T.c.id == _ID).with_for_update(key_share=True)
 _HOLD_WITH_ACCOUNT: Final = (  # on a join: the row, then its account's row
     select(*_HELD).join(_ACCOUNTS, _ACCOUNTS.c.name == T.c.account).where(T.c.id == _ID).with_for_update(key_share=True)
@@ -173,7 +174,7 @@ class Load:
 
 @dataclass(frozen=True)
 class Held:
-    """A delivery row locked by the caller's transaction (PostgreSQL: FOR UPDATE), as the
+    """A delivery row locked by the caller's transaction (PostgreSQL: FOR NO KEY UPDATE), as the
     publisher judges and records it."""
 
     id: str

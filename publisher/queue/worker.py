@@ -167,8 +167,8 @@ class Publisher:
 
     def _begin(self, claim: q.Claim) -> _Intent | Outcome:
         """Judge the delivery and commit the intent (or why there is nothing to do) in one
-        transaction holding the row, the account and the register (PostgreSQL: FOR UPDATE on the
-        rows and a shared advisory lock on the register; SQLite: the write lock), so nothing the
+        transaction holding the row, the account and the register (PostgreSQL: FOR NO KEY UPDATE on
+        the rows and a shared advisory lock on the register; SQLite: the write lock), so nothing the
         gate depends on (consent, revocation, pause, never-publish, a new subject) can commit
         between the judgement and the intent. Such a change waits, then finds the delivery in
         flight: a withdrawal or takedown takes it down, `post cancel` refuses and says so.

@@ -1,7 +1,8 @@
 """Cheaper writes on PostgreSQL: the log's insert rules in static SQL (planned once per session,
 not at every insert; see publisher.ledger.log) and no separate index on deliveries.post_id,
-which the unique (post_id, account) index already serves, so every delivery update maintains
-one index fewer. SQLite's insert rules were static already.
+which the unique (post_id, account) index already serves, so every status change of a delivery
+maintains one index fewer. SQLite's insert rules were static already. The index goes first: the
+daemon locks a delivery before the log, so this migration takes its locks in that order too.
 
 Revision ID: 0008
 Revises: 0007
@@ -20,10 +21,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.drop_index("ix_deliveries_post_id", table_name="deliveries")
     conn = op.get_bind()
     if conn.dialect.name == "postgresql":
         install(conn)  # idempotent: CREATE OR REPLACE of the rules' functions and triggers
-    op.drop_index("ix_deliveries_post_id", table_name="deliveries")
 
 
 def downgrade() -> None:
