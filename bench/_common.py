@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -463,18 +464,94 @@ def wait_settled(ws: Workspace, timeout: float, proc: subprocess.Popen[bytes] | 
 
 
 def run_until_settled(
-    ws: Workspace, sb: SandboxProc, timeout: float, daemons: int = 1
+    ws: Workspace, sb: SandboxProc, timeout: float, daemons: int = 1, cpu: CpuSampler | None = None
 ) -> tuple[bool, int, dict[str, int], list[tuple[datetime, datetime]], int]:
     """Run `publisher run` (`daemons` of them: PostgreSQL only) until nothing is left to do (or
     `timeout`), stop it; returns whether it settled, the worst exit code, the outcomes (see
-    `outcomes`) and how many posts the emulators made."""
+    `outcomes`) and how many posts the emulators made. `cpu`: sampled meanwhile (the daemons)."""
     procs = [start_daemon(ws, "daemon.log" if i == 0 else f"daemon{i}.log") for i in range(daemons)]
     try:
-        settled = wait_settled(ws, timeout, procs[0])
+        with cpu.sampling([p.pid for p in procs]) if cpu is not None else contextlib.nullcontext():
+            settled = wait_settled(ws, timeout, procs[0])
     finally:
         codes = [stop_daemon(p) for p in procs]
     counts, times = outcomes(ws)
     return settled, max(codes, key=abs), counts, times, sb.created()
+
+
+def process_cpu(pids: Sequence[int]) -> float:
+    """User and system CPU seconds of these processes so far (Linux /proc; 0 elsewhere)."""
+    tick, total = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100, 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone, or not Linux
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def postgres_cpu() -> float:
+    """The CPU of every process named postgres on this machine (the server, its backends)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
+                pids.append(int(entry.name))
+    return process_cpu(pids)
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, all) CPU time of the whole machine so far, in ticks summed over its cores (Linux
+    /proc/stat; zeros elsewhere). Busy is everything but idle and iowait."""
+    try:
+        ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    return float(sum(ticks) - ticks[3] - ticks[4]), float(sum(ticks))
+
+
+@dataclass
+class CpuSampler:
+    """Every `period` seconds while sampling: the wall time, the watched processes' CPU and the
+    machine's, so a benchmark can tell which bound it met over its busy window: the daemon's one
+    interpreter (near a whole core, the machine not full) or the cores (the machine near 100%)."""
+
+    period: float = 0.25
+    samples: list[tuple[datetime, float, float, float]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def sampling(self, pids: Sequence[int]) -> Iterator[None]:
+        stop = threading.Event()
+
+        def run() -> None:
+            while True:
+                self.samples.append((datetime.now(UTC), process_cpu(pids), *machine_cpu()))
+                if stop.wait(self.period):
+                    return
+
+        thread = threading.Thread(target=run, name="cpu-sampler", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(5)
+
+    def between(self, start: datetime, end: datetime) -> dict[str, float]:
+        """Over [start, end] (widened to the samples around it): the watched processes' CPU in
+        cores (1.0 = one core all the time) and the machine's busy share of all its cores, in %."""
+        inside = [x for x in self.samples if start <= x[0] <= end]
+        before = [x for x in self.samples if x[0] < start][-1:]
+        after = [x for x in self.samples if x[0] > end][:1]
+        window = before + inside + after
+        if len(window) < 2:
+            return {}
+        (t0, p0, b0, a0), (t1, p1, b1, a1) = window[0], window[-1]
+        wall = (t1 - t0).total_seconds()
+        if wall <= 0 or a1 <= a0:
+            return {}
+        return {"daemon_cores": round((p1 - p0) / wall, 2), "machine_busy_pct": round(100 * (b1 - b0) / (a1 - a0), 1)}
 
 
 def outcomes(ws: Workspace) -> tuple[dict[str, int], list[tuple[datetime, datetime]]]:

@@ -8,7 +8,9 @@ consent, revocations), publishes through the real connectors and SDKs, logs and 
 delivery. Measured on SQLite and on a fresh PostgreSQL schema (skipped, with a note, if
 PostgreSQL is unreachable), and on PostgreSQL with two `publisher run` processes sharing the
 queue (SKIP LOCKED claims; SQLite allows one daemon per file), each with the same pool. Rate = N / (last published_at - the common due time); it includes
-the wait for the daemon's next dispatch tick (dispatch_seconds, 1 s by default).
+the wait for the daemon's next dispatch tick (dispatch_seconds, 1 s by default). Beside it, from
+the due time to the last publish: the daemons' CPU in cores and the machine's busy share (Linux
+/proc), which say whether the daemon's one interpreter or the machine's cores bounded the run.
 
 Limit: the same connectors publishing the same posts to the same emulators in a plain
 ThreadPoolExecutor of the same size (one task per account, its posts in order), no queue,
@@ -57,7 +59,8 @@ def project(
             seed_s = time.perf_counter() - t
             c.shift_due(ws, datetime.now(UTC) + timedelta(seconds=LEAD_S) - plan[0][1])
             due = _common_due(ws)
-            settled, code, counts, times, created = c.run_until_settled(ws, sb, 60 + n * 0.1, daemons)
+            cpu = c.CpuSampler()
+            settled, code, counts, times, created = c.run_until_settled(ws, sb, 60 + n * 0.1, daemons, cpu)
             error = c.daemon_errors(ws) if counts.get("live", 0) != n or created != n else ""
         finally:
             ws.close()
@@ -74,6 +77,7 @@ def project(
         "first_publish_after_due_s": round((first - due).total_seconds(), 3),
         "all_live_after_due_s": round(span, 2),
         "per_s": round(counts.get("live", 0) / span, 1) if span > 0 else 0.0,
+        **cpu.between(due, last),  # from the due time to the last publish
     }
     if error:
         result["error"] = error
@@ -202,6 +206,12 @@ def main() -> None:
     if "limit" in rows:
         lr = rows["limit"]
         print(f"  (the limit is the mean of {lr['before_per_s']}/s before the project and {lr['after_per_s']}/s after)")
+    sampled = {name: r for name, r in rows.items() if "daemon_cores" in r}
+    if sampled:
+        print("  CPU from the due time to the last publish (a daemon near one core, the machine not full:")
+        print("  its interpreter is the bound; the machine near 100%: the cores are):")
+        for name, r in sampled.items():
+            print(f"    {name}: daemons {r['daemon_cores']} of a core, machine {r['machine_busy_pct']}% busy")
     for name, r in rows.items():
         extra = {k: v for k, v in r.items() if k not in ("per_s", "runs")}
         print(f"  {name}: {extra}")

@@ -17,8 +17,6 @@ A profiling aid, steadier than the burst's rate on a shared machine; not part of
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
 import tempfile
 import time
@@ -81,7 +79,7 @@ def main() -> None:
             commits: list[int] = []
             event.listen(svc.engine, "commit", lambda _conn: commits.append(1))
             with Daemon(svc, QueueSettings.load(svc.config.path)) as daemon:
-                others = {"emulators": lambda: _cpu([sb.proc.pid]), "PostgreSQL server": _postgres_cpu}
+                others = {"emulators": lambda: c.process_cpu([sb.proc.pid]), "PostgreSQL server": c.postgres_cpu}
                 before = {k: f() for k, f in others.items()}
                 wall, cpu = time.perf_counter(), time.process_time()
                 left = daemon.drain(None, timeout=600)
@@ -100,28 +98,6 @@ def main() -> None:
     print(f"  {sum(statements.values()) / n:.1f} statements per delivery:")
     for what, k in statements.most_common(20):
         print(f"    {k / n:5.2f}  {what}")
-
-
-def _cpu(pids: list[int]) -> float:
-    """User and system CPU seconds of these processes so far (Linux /proc; 0 elsewhere)."""
-    tick, total = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100, 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue  # gone, or not Linux
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
-def _postgres_cpu() -> float:
-    """The CPU of every process named postgres on this machine (the server, its backends)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError):
-            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "postgres":
-                pids.append(int(entry.name))
-    return _cpu(pids)
 
 
 if __name__ == "__main__":
