@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import secrets
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from sqlalchemy import Engine, text
@@ -85,6 +87,12 @@ def postgres_base_url() -> str | None:
     return url
 
 
+def on_search_path(url: str, *schemas: str) -> str:
+    """The URL with these schemas as its connections' search_path (quoted unless plain)."""
+    path = ",".join(n if re.fullmatch(r"[a-z_][a-z0-9_]*", n) else '"' + n.replace('"', '""') + '"' for n in schemas)
+    return f"{url}{'&' if '?' in url else '?'}options={quote(f'-csearch_path={path}')}"
+
+
 @contextlib.contextmanager
 def postgres_schema(url: str) -> Iterator[str]:
     """A fresh schema; the yielded URL puts it first on the search_path."""
@@ -94,9 +102,8 @@ def postgres_schema(url: str) -> Iterator[str]:
     admin = sa.create_engine(url)
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-    sep = "&" if "?" in url else "?"
     try:
-        yield f"{url}{sep}options=-csearch_path%3D{name}"
+        yield on_search_path(url, name)
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))

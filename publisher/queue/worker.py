@@ -527,17 +527,16 @@ class LeaseKeeper:
         self._calls: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()  # set: renew no more, and start no thread again
-        self._started = False
+        self._thread: threading.Thread | None = None
 
     @contextlib.contextmanager
     def during(self, delivery_id: str) -> Iterator[None]:
         """Keep the delivery's lease alive while the block runs (once closed, it keeps the
         lease it has)."""
         with self._lock:
-            if not self._started and not self._stop.is_set():
-                name = f"lease-keeper {self.queue.owner}"
-                threading.Thread(target=self._run, name=name, daemon=True).start()
-                self._started = True
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name=f"lease-keeper {self.queue.owner}", daemon=True)
+                self._thread.start()
             self._calls.add(delivery_id)
         try:
             yield

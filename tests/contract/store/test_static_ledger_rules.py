@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from alembic.config import Config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from publisher.errors import LedgerError
@@ -22,7 +20,8 @@ from publisher.ledger import log
 from publisher.ledger.log import Ledger, install
 from publisher.ledger.note import NoteSigner
 from publisher.store import db
-from tests.conftest import postgres_base_url
+from tests.conftest import on_search_path, postgres_base_url
+from tests.contract.store.test_log_tiles_migration import _alembic
 
 SIGNER = NoteSigner("trust.example/social-audit/v1", Ed25519PrivateKey.generate())
 ROW = {"k": "x", "b": b"{}", "h": bytes(32), "c": "now"}
@@ -74,7 +73,7 @@ def schemas() -> Iterator[tuple[str, sa.Engine, str]]:
     with admin.begin() as conn:
         for name in (home, other):
             conn.exec_driver_sql(f"CREATE SCHEMA {_ident(name)}")
-    engine = db.make_engine(_on_path(base, home))
+    engine = db.make_engine(on_search_path(base, home))
     try:
         yield home, engine, other
     finally:
@@ -83,11 +82,6 @@ def schemas() -> Iterator[tuple[str, sa.Engine, str]]:
             for name in (home, other):
                 conn.exec_driver_sql(f"DROP SCHEMA {_ident(name)} CASCADE")
         admin.dispose()
-
-
-def _on_path(base: str, *names: str) -> str:
-    path = ",".join(_ident(n) for n in names)
-    return f"{base}{'&' if '?' in base else '?'}options={quote(f'-csearch_path={path}')}"
 
 
 def _sources(conn: sa.Connection, schema: str) -> dict[str, str]:
@@ -120,10 +114,7 @@ def _refusals(engine: sa.Engine, size: int, table: str = "") -> None:
 
 def test_0008_replaces_the_old_rules_and_the_log_stays_dense(schemas: tuple[str, sa.Engine, str]) -> None:
     home, engine, _ = schemas
-    cfg = Config()
-    cfg.set_main_option("script_location", str(db.MIGRATIONS))
-    cfg.attributes["engine"] = engine
-    command.upgrade(cfg, "0007")
+    command.upgrade(_alembic(engine), "0007")
     with engine.begin() as conn:
         for statement in _OLD_RULES:
             conn.exec_driver_sql(statement)
@@ -161,7 +152,7 @@ def test_the_rules_go_where_the_tables_are_whatever_the_search_path(schemas: tup
         install(conn)
     base = postgres_base_url()
     assert base is not None
-    elsewhere = db.make_engine(_on_path(base, other, home))  # an empty schema first on the path
+    elsewhere = db.make_engine(on_search_path(base, other, home))  # an empty schema first on the path
     try:
         with elsewhere.begin() as conn:
             install(conn)  # as 0008 run by a role whose path starts elsewhere
