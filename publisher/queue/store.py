@@ -64,7 +64,8 @@ class Claim:
 # The statements every delivery runs, built once with bound parameters (building a SQLAlchemy
 # expression costs more than running it on SQLite), on the table (Core: no ORM object loaded or
 # flushed; an ORM statement costs about three times as much, see repo._POST_ID). Bound names
-# differ from the columns they set.
+# differ from the columns they set. Those the publisher runs in its transactions go through
+# db.Direct, on the driver's cursor: SQLAlchemy's execute cost the daemon as much CPU as they do.
 T: Final = cast(Table, D.__table__)
 _ACCOUNTS: Final = cast(Table, m.AccountRow.__table__)
 _ID: Any = bindparam("b_id")
@@ -119,11 +120,11 @@ _HELD: Final = (
 # FOR NO KEY UPDATE: neither key changes, so rows that only refer to them (a new post's
 # deliveries and post_accounts) pass their foreign-key checks (KEY SHARE) without waiting while
 # the gate judges; a second hold, an UPDATE or a FOR UPDATE (takedown, withdrawal) still waits.
-_HOLD: Final = select(*_HELD).where(T.c.id == _ID).with_for_update(key_share=True)
-_HOLD_WITH_ACCOUNT: Final = (  # on a join: the row, then its account's row
+_HOLD: Final = db.Direct(select(*_HELD).where(T.c.id == _ID).with_for_update(key_share=True))
+_HOLD_WITH_ACCOUNT: Final = db.Direct(  # on a join: the row, then its account's row
     select(*_HELD).join(_ACCOUNTS, _ACCOUNTS.c.name == T.c.account).where(T.c.id == _ID).with_for_update(key_share=True)
 )
-_START: Final = (
+_START: Final = db.Direct(
     update(T)
     .where(T.c.id == _ID)
     .values(
@@ -151,16 +152,19 @@ _GO_LIVE: Final = (
     )
 )
 _LIVE: Final = _GO_LIVE.returning(*_HELD).cte("live")
-_GO_LIVE_PUBLISHED: Final = select(*_LIVE.c).add_cte(  # the delivery's row, then its post's
-    repo.post_published(select(_LIVE.c.post_id).scalar_subquery()).cte("published")
+_GO_LIVE_PUBLISHED: Final = db.Direct(  # the delivery's row, then its post's
+    select(*_LIVE.c).add_cte(repo.post_published(select(_LIVE.c.post_id).scalar_subquery()).cte("published"))
 )
-_UNLEASE: Final = update(T).where(T.c.id == _ID).values(lease_owner="", lease_expires=None)
+_GO_LIVE_ONLY: Final = db.Direct(_GO_LIVE)
+_UNLEASE: Final = db.Direct(update(T).where(T.c.id == _ID).values(lease_owner="", lease_expires=None))
 _IN_WINDOW: Final = and_(repo.one_of(T.c.status, (LIVE, TAKEN_DOWN)), T.c.published_at >= bindparam("b_since"))
-_LOAD: Final = select(
-    func.count(case((or_(_IN_WINDOW, _GOING), 1))),
-    func.min(case((_IN_WINDOW, T.c.published_at))),
-    func.count(case((and_(_GOING, T.c.id != _ID), 1))),
-).where(T.c.account == _ACCOUNT, repo.one_of(T.c.status, (LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
+_LOAD: Final = db.Direct(
+    select(
+        func.count(case((or_(_IN_WINDOW, _GOING), 1))),
+        func.min(case((_IN_WINDOW, T.c.published_at))),
+        func.count(case((and_(_GOING, T.c.id != _ID), 1))),
+    ).where(T.c.account == _ACCOUNT, repo.one_of(T.c.status, (LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
+)
 
 
 @dataclass(frozen=True)
@@ -227,7 +231,7 @@ class SqlAlchemyQueue:
         `account_too`: lock its account's row as well, in the same statement (PostgreSQL: see
         `load`; the row's foreign key keeps the account in the register)."""
         statement = _HOLD_WITH_ACCOUNT if account_too and not self._sqlite else _HOLD
-        row = s.execute(statement, {"b_id": delivery_id}).first()
+        row = statement.first(s.connection(), {"b_id": delivery_id})
         return Held(*row) if row is not None else None
 
     def owns(self, row: Held, now: datetime) -> bool:
@@ -236,7 +240,7 @@ class SqlAlchemyQueue:
     # -- transitions inside the caller's transaction ---------------------------------------
     def start(self, s: Session, row: Held, now: datetime) -> None:
         """In flight: the platform call is about to be made (one more attempt)."""
-        s.execute(_START, {"b_id": row.id, "b_now": now, "b_owner": self.owner, "b_until": now + self.lease})
+        _START.run(s.connection(), {"b_id": row.id, "b_now": now, "b_owner": self.owner, "b_until": now + self.lease})
 
     def go_live(self, s: Session, delivery_id: str, platform_id: str, url: str, now: datetime) -> Held | None:
         """Live, if the row is still RECORDABLE, and its post published (if it was approved);
@@ -247,17 +251,17 @@ class SqlAlchemyQueue:
         row first, under its write lock, and takes three."""
         values = {"b_id": delivery_id, "b_platform_id": platform_id, "b_url": url, "b_now": now}
         if not self._sqlite:
-            live = s.execute(_GO_LIVE_PUBLISHED, values).first()
+            live = _GO_LIVE_PUBLISHED.first(s.connection(), values)
             return Held(*live) if live is not None else None
         held = self.hold(s, delivery_id)
         if held is None or held.status not in RECORDABLE:
             return None
-        s.execute(_GO_LIVE, values)
+        _GO_LIVE_ONLY.run(s.connection(), values)
         repo.mark_post_published(s, held.post_id)
         return replace(held, status=LIVE, lease_owner="", lease_expires=None)
 
     def unlease(self, s: Session, row: Held) -> None:
-        s.execute(_UNLEASE, {"b_id": row.id})
+        _UNLEASE.run(s.connection(), {"b_id": row.id})
 
     def retry(self, row: m.DeliveryRow, at: datetime, error: str, status: str = QUEUED) -> None:
         row.status, row.next_try_at, row.last_error = status, at, error[:2000]
@@ -291,7 +295,7 @@ class SqlAlchemyQueue:
         write lock), makes the check and the intent one step per account across daemons. (This
         read is a statement of its own, after the lock: in READ COMMITTED its snapshot then
         includes the other daemon's intent, committed while the lock was waited for.)"""
-        used, oldest, others = s.execute(_LOAD, {"b_account": row.account, "b_id": row.id, "b_since": since}).one()
+        used, oldest, others = _LOAD.first(s.connection(), {"b_account": row.account, "b_id": row.id, "b_since": since})
         return Load(bool(others), int(used or 0), oldest)
 
     def recorded_ids(self, s: Session, account: str, but: str) -> set[str]:

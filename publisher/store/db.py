@@ -8,15 +8,18 @@ import functools
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import URL, create_engine, event, inspect, make_url
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from publisher.errors import StoreUnavailable
 
@@ -197,3 +200,92 @@ def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:
         cursor.execute(f"{lock}; {read}")  # no parameters: psycopg sends both in one simple query
         cursor.nextset()
         return cursor.fetchone()
+
+
+class Direct:
+    """A Core statement run on the driver's cursor in the caller's transaction (driver_cursor),
+    compiled once per dialect: for the statements every delivery runs, where SQLAlchemy's own
+    execute costs as much CPU as the statement (a row lock by id on PostgreSQL: 0.23 ms through
+    the Session, 0.11 ms here; on SQLite 0.10 and 0.02). Parameters and rows go through the
+    columns' types as SQLAlchemy's would (UtcDateTime, JSON, Boolean), literal values in the
+    statement included; a row is a named tuple of its selected columns; a driver error is raised
+    as SQLAlchemy's (a lost connection invalidated, as its execute would). Pending ORM changes
+    are not flushed: flush first if the statement must see them. Expanding (IN list) parameters
+    are refused."""
+
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._plans: dict[str, _Plan] = {}  # by dialect name; a race compiles twice, harmlessly
+
+    def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
+        """The first row, or None."""
+        plan = self._plan(conn.dialect)
+        with self._executed(conn, plan, params) as cursor:
+            row = cursor.fetchone()
+        return None if row is None else plan.row(row)
+
+    def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
+        """Execute; the number of rows it changed."""
+        with self._executed(conn, self._plan(conn.dialect), params) as cursor:
+            return int(cursor.rowcount or 0)
+
+    @staticmethod
+    @contextmanager
+    def _executed(conn: Connection, plan: _Plan, params: Mapping[str, Any]) -> Iterator[Any]:
+        bound = plan.parameters(params)
+        dialect, cursor = conn.dialect, driver_cursor(conn)
+        try:
+            cursor.execute(plan.sql, bound)
+            yield cursor
+        except dialect.loaded_dbapi.Error as exc:
+            gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+            if gone:
+                conn.invalidate(exc)
+            raise DBAPIError.instance(
+                plan.sql, bound, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+            ) from exc
+        finally:
+            cursor.close()
+
+    def _plan(self, dialect: Dialect) -> _Plan:
+        plan = self._plans.get(dialect.name)
+        if plan is None:
+            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+        return plan
+
+
+class _Plan:
+    """One dialect's SQL for a Direct statement, and its types' bind and result processors."""
+
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
+        if "POSTCOMPILE" in compiled.string:
+            raise ValueError("Direct statements cannot take expanding (IN list) parameters")
+        self.sql = compiled.string
+        self._compiled = compiled
+        self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
+        self._binds = {
+            name: process
+            for bind, name in compiled.bind_names.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        columns = list(getattr(statement, "selected_columns", ()))
+        self._results: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, process)
+            for i, column in enumerate(columns)
+            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+        self._row = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(columns)], rename=True)  # type: ignore[misc]
+
+    def parameters(self, given: Mapping[str, Any]) -> Any:
+        values = self._compiled.construct_params(dict(given)) or {}
+        for name, process in self._binds.items():
+            values[name] = process(values[name])
+        return values if self._order is None else tuple(values[name] for name in self._order)
+
+    def row(self, raw: Any) -> Any:
+        if self._results:
+            raw = list(raw)
+            for i, process in self._results:
+                raw[i] = process(raw[i])
+        return self._row(*raw)

@@ -249,7 +249,7 @@ def _gate_read(dialect: str) -> Select[Any]:
     ).where(_POSTS.c.id == _POST_ID)
 
 
-_GATE_READ: Final = {dialect: _gate_read(dialect) for dialect in ("sqlite", "postgresql")}
+_GATE_READ: Final = {dialect: db.Direct(_gate_read(dialect)) for dialect in ("sqlite", "postgresql")}
 _LATEST_APPROVAL: Final = select(m.ApprovalRow).where(m.ApprovalRow.post_id == _POST_ID).order_by(_LATEST).limit(1)
 
 
@@ -259,12 +259,12 @@ def post_published(post_id: Any) -> Update:
     return update(_POSTS).where(_POSTS.c.id == post_id, _POSTS.c.status == "approved").values(status="published")
 
 
-_POST_PUBLISHED: Final = post_published(_POST_ID)
+_POST_PUBLISHED: Final = db.Direct(post_published(_POST_ID))
 
 
 def mark_post_published(s: Session, post_id: str) -> None:
     """See post_published (one statement, no row loaded)."""
-    s.execute(_POST_PUBLISHED, {"post_id": post_id})
+    _POST_PUBLISHED.run(s.connection(), {"post_id": post_id})
 
 
 def post_accounts(s: Session, post_id: str) -> list[str]:
@@ -325,7 +325,8 @@ def gate_read(s: Session, post_id: str) -> GateRead:
     account), media and featured subjects. Accounts and subjects are sorted by code point
     (in Python, as the JSON comes unordered), as SQLite sorts them; a PostgreSQL database with
     a language collation would have sorted them its own way."""
-    row = s.execute(_GATE_READ[s.get_bind().dialect.name], {"post_id": post_id}).first()
+    conn = s.connection()
+    row = _GATE_READ[conn.dialect.name].first(conn, {"post_id": post_id})
     if row is None:
         raise NotFound("post", post_id)
     accounts: dict[str, Account | None] = {}

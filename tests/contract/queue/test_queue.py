@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
 from publisher.errors import DaemonError
@@ -31,6 +34,33 @@ def world(tmp_path: Path, database_url: str) -> Iterator[tuple[World, FakeClock]
     clock.advance(seconds=5)
     yield w, clock
     w.svc.close()
+
+
+@contextmanager
+def driver_statements(conn: Connection) -> Iterator[list[str]]:
+    """Every statement the driver is sent on this connection while inside, whether SQLAlchemy
+    or the caller's own cursor (db.Direct) sends it."""
+    raw: Any = conn.connection.driver_connection
+    sent: list[str] = []
+    if conn.dialect.name == "sqlite":
+        raw.set_trace_callback(sent.append)
+        try:
+            yield sent
+        finally:
+            raw.set_trace_callback(None)
+        return
+    import psycopg
+
+    execute = psycopg.Cursor.execute
+
+    def counted(cursor: psycopg.Cursor[Any], query: Any, *rest: Any, **kw: Any) -> Any:
+        if cursor.connection is raw:
+            sent.append(str(query))
+        return execute(cursor, query, *rest, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(psycopg.Cursor, "execute", counted)
+        yield sent
 
 
 def q(w: World, owner: str) -> SqlAlchemyQueue:
@@ -169,7 +199,7 @@ def test_status_sets_are_written_into_the_sql_and_only_status_names_are_taken() 
     from publisher.store import repo
 
     for dialect in (sqlite.dialect(), postgresql.dialect()):
-        sql = str(store._LOAD.compile(dialect=dialect))
+        sql = str(store._LOAD.statement.compile(dialect=dialect))
         assert "IN ('live', 'taken_down', 'inflight', 'reconcile')" in sql and "POSTCOMPILE" not in sql
     with pytest.raises(ValueError, match="status names"):
         repo.one_of(store.T.c.status, ("live", "x') OR ('1'='1"))
@@ -209,16 +239,9 @@ def test_the_gate_reads_a_post_in_one_statement_as_it_is_stored(world: tuple[Wor
         assert held is not None
         a.start(s, held, clock())
         assert a.go_live(s, held.id, "p1", "https://x/1", clock()) is not None
-    statements: list[str] = []
-
-    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
-        statements.append(statement)
-
     with db.reading(w.svc.engine) as s:
-        s.connection()  # BEGIN, before counting
-        event.listen(w.svc.engine, "before_cursor_execute", count)
-        g = repo.gate_read(s, pid)
-        event.remove(w.svc.engine, "before_cursor_execute", count)
+        with driver_statements(s.connection()) as statements:  # after BEGIN
+            g = repo.gate_read(s, pid)
         token = repo.latest_approval(s, pid).token  # type: ignore[union-attr]
         stored_media = repo.post_media(s, pid)
     assert len(statements) == 1

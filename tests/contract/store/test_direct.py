@@ -1,0 +1,124 @@
+"""db.Direct: a Core statement run on the driver's cursor gives what SQLAlchemy's own execute
+gives, on every store: the same rows, through the same column types, with the statement's
+literal values and parameters in their places."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table, bindparam, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from publisher.store import db
+from publisher.store.models import UtcDateTime
+
+meta = MetaData()
+things = Table(
+    "direct_things",
+    meta,
+    Column("id", String(8), primary_key=True),
+    Column("at", UtcDateTime, nullable=True),
+    Column("doc", JSON, nullable=False),
+    Column("flag", Boolean, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("note", String(20), nullable=False),
+)
+T = things.c
+_ADD = insert(things).values(
+    id=bindparam("b_id"), at=bindparam("b_at"), doc=bindparam("b_doc"), flag=bindparam("b_flag"), n=3, note="new"
+)
+# literal values (a JSON list, a boolean, an empty string, NULL) among bound ones, the bound
+# ones named in the opposite order to their places in the SQL (SQLite's are positional)
+_EDIT = (
+    update(things)
+    .where(T.id == bindparam("b_id"), T.n < bindparam("b_below"))
+    .values(doc=[], flag=True, note="", at=None, n=T.n + bindparam("b_step"))
+)
+_READ = select(things, (T.n * 2).label("twice")).where(T.id == bindparam("b_id"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = db.make_engine(database_url)
+    meta.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_rows_and_changes_are_those_sqlalchemy_gives(engine: Engine) -> None:
+    at = datetime(2027, 5, 10, 9, 30, 15, 123456, tzinfo=timezone(timedelta(hours=1)))
+    with db.transaction(engine) as s:
+        conn = s.connection()
+        assert db.Direct(_ADD).run(conn, {"b_id": "a", "b_at": at, "b_doc": {"k": [1, "é"]}, "b_flag": False}) == 1
+        s.execute(_ADD, {"b_id": "b", "b_at": at, "b_doc": {"k": [1, "é"]}, "b_flag": False})
+        read = db.Direct(_READ)
+        direct, theirs = read.first(conn, {"b_id": "a"}), s.execute(_READ, {"b_id": "b"}).one()
+        assert tuple(direct)[1:] == tuple(theirs)[1:] == (at, {"k": [1, "é"]}, False, 3, "new", 6)
+        assert direct.at.tzinfo is UTC and direct.at == at and direct.twice == 6 and direct.flag is False
+        assert read.first(conn, {"b_id": "none"}) is None
+
+        edit = db.Direct(_EDIT)
+        assert edit.run(conn, {"b_step": 4, "b_below": 3, "b_id": "a"}) == 0  # n is 3: not below 3
+        assert edit.run(conn, {"b_step": 4, "b_below": 4, "b_id": "a"}) == 1
+        s.execute(_EDIT, {"b_step": 4, "b_below": 4, "b_id": "b"})
+        assert tuple(read.first(conn, {"b_id": "a"}))[1:] == tuple(s.execute(_READ, {"b_id": "b"}).one())[1:]
+        assert tuple(read.first(conn, {"b_id": "a"}))[1:] == (None, [], True, 7, "", 14)
+
+
+def test_it_joins_the_callers_transaction(engine: Engine) -> None:
+    def add_then_fail() -> None:
+        with db.transaction(engine) as s:
+            db.Direct(_ADD).run(s.connection(), {"b_id": "gone", "b_at": None, "b_doc": {}, "b_flag": True})
+            raise RuntimeError("roll back")
+
+    with pytest.raises(RuntimeError):
+        add_then_fail()
+    with db.reading(engine) as s:
+        assert db.Direct(_READ).first(s.connection(), {"b_id": "gone"}) is None
+
+
+def test_the_column_types_check_what_is_bound(engine: Engine) -> None:
+    with db.transaction(engine) as s, pytest.raises(ValueError, match="naive datetime"):
+        db.Direct(_ADD).run(s.connection(), {"b_id": "c", "b_at": datetime(2027, 5, 10), "b_doc": {}, "b_flag": True})
+
+
+def test_a_list_parameter_is_refused_when_first_run(engine: Engine) -> None:
+    listed = db.Direct(select(T.id).where(T.id.in_(bindparam("b_ids", expanding=True))))
+    with db.reading(engine) as s, pytest.raises(ValueError, match="expanding"):
+        listed.first(s.connection(), {"b_ids": ["a"]})
+
+
+def test_a_driver_error_is_raised_as_sqlalchemys(engine: Engine) -> None:
+    add = db.Direct(_ADD)
+    with db.transaction(engine) as s:
+        add.run(s.connection(), {"b_id": "d", "b_at": None, "b_doc": {}, "b_flag": True})
+    with db.transaction(engine) as s, pytest.raises(IntegrityError) as raised:
+        add.run(s.connection(), {"b_id": "d", "b_at": None, "b_doc": {}, "b_flag": True})
+    assert not raised.value.connection_invalidated and "direct_things" in str(raised.value.statement)
+
+
+def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite file cannot be disconnected")
+    invalidated: list[bool] = []
+
+    def read_on_a_lost_connection() -> None:
+        with db.transaction(engine) as s:
+            conn = s.connection()
+            pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+            with engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+                other.commit()
+            try:
+                db.Direct(_READ).first(conn, {"b_id": "a"})
+            finally:
+                invalidated.append(conn.invalidated)
+
+    with pytest.raises(DBAPIError) as raised:
+        read_on_a_lost_connection()
+    assert raised.value.connection_invalidated and invalidated == [True]
+    with db.reading(engine) as s:  # the pool gave the dead connection up: a new one works
+        assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
