@@ -613,11 +613,14 @@ class Service:
         token: str | None = None,
         read: list[tuple[str, bytes, str]] | None = None,
         register: repo.Register | None = None,
+        read_already: repo.GateRead | None = None,
     ) -> list[gate.GateInput]:
         """What the gate reads for each of the post's accounts. `register`: the caller's, read
-        in this transaction (the publisher's, taken with the register lock)."""
+        in this transaction (the publisher's, taken with the register lock); `read_already`: the
+        post's gate read, if the caller made it in this transaction (the publisher's, with the
+        account's load)."""
         s.flush()  # the reads below are Core statements, which do not flush pending ORM changes
-        g = repo.gate_read(s, post_id)
+        g = read_already if read_already is not None else repo.gate_read(s, post_id)
         accounts = g.accounts
         post = repo.domain_post(s, g.post, self.media_refs(g.media, read), tuple(accounts), g.featured)
         tok = token if token is not None else g.post.token

@@ -25,10 +25,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, func, or_, select, true, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from publisher.errors import NotFound
 from publisher.store import db, repo
 from publisher.store import models as m
 
@@ -158,13 +159,21 @@ _GO_LIVE_PUBLISHED: Final = db.Direct(  # the delivery's row, then its post's
 _GO_LIVE_ONLY: Final = db.Direct(_GO_LIVE)
 _UNLEASE: Final = db.Direct(update(T).where(T.c.id == _ID).values(lease_owner="", lease_expires=None))
 _IN_WINDOW: Final = and_(repo.one_of(T.c.status, (LIVE, TAKEN_DOWN)), T.c.published_at >= bindparam("b_since"))
-_LOAD: Final = db.Direct(
-    select(
-        func.count(case((or_(_IN_WINDOW, _GOING), 1))),
-        func.min(case((_IN_WINDOW, T.c.published_at))),
-        func.count(case((and_(_GOING, T.c.id != _ID), 1))),
-    ).where(T.c.account == _ACCOUNT, repo.one_of(T.c.status, (LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
-)
+_LOAD_SELECT: Final = select(
+    func.count(case((or_(_IN_WINDOW, _GOING), 1))).label("load_used"),
+    func.min(case((_IN_WINDOW, T.c.published_at))).label("load_oldest"),
+    func.count(case((and_(_GOING, T.c.id != _ID), 1))).label("load_others"),
+).where(T.c.account == _ACCOUNT, repo.one_of(T.c.status, (LIVE, TAKEN_DOWN, INFLIGHT, RECONCILE)))
+_LOADED: Final = _LOAD_SELECT.subquery("account_load")
+
+
+def _gate_read_and_load(dialect: str) -> db.Direct:
+    """repo.gate_read_select with the account's load (one row) joined on: one statement."""
+    posts = cast(Table, m.PostRow.__table__)
+    return db.Direct(repo.gate_read_select(dialect).add_columns(*_LOADED.c).join_from(posts, _LOADED, true()))
+
+
+_GATE_READ_AND_LOAD: Final = {dialect: _gate_read_and_load(dialect) for dialect in ("sqlite", "postgresql")}
 
 
 @dataclass(frozen=True)
@@ -287,16 +296,22 @@ class SqlAlchemyQueue:
     def set_attention(self, s: Session, account: str, why: str) -> None:
         s.execute(update(m.AccountRow).where(m.AccountRow.name == account).values(needs_attention=why[:1000]))
 
-    def load(self, s: Session, row: Held, since: datetime) -> Load:
-        """Inside the intent's transaction: is the account busy with another delivery, and how
-        much of its budget is used since `since`? The claim checked busy too, but two daemons
-        can each claim one of an account's deliveries before either is in flight; the account
-        row, locked first (PostgreSQL: FOR NO KEY UPDATE, by `hold(account_too=True)`; SQLite: the
-        write lock), makes the check and the intent one step per account across daemons. (This
-        read is a statement of its own, after the lock: in READ COMMITTED its snapshot then
-        includes the other daemon's intent, committed while the lock was waited for.)"""
-        used, oldest, others = _LOAD.first(s.connection(), {"b_account": row.account, "b_id": row.id, "b_since": since})
-        return Load(bool(others), int(used or 0), oldest)
+    def load_and_gate_read(self, s: Session, row: Held, since: datetime) -> tuple[Load, repo.GateRead]:
+        """Inside the intent's transaction, in one statement: is the account busy with another
+        delivery, and how much of its budget is used since `since`? And the gate's read of the
+        row's post (`repo.gate_read`), one round trip fewer per delivery on PostgreSQL. The claim
+        checked busy too, but two daemons can each claim one of an account's deliveries before
+        either is in flight; the account row, locked first (PostgreSQL: FOR NO KEY UPDATE, by
+        `hold(account_too=True)`; SQLite: the write lock), makes the check and the intent one
+        step per account across daemons. (This read is a statement of its own, after the lock:
+        in READ COMMITTED its snapshot then includes the other daemon's intent, committed while
+        the lock was waited for.)"""
+        conn = s.connection()
+        params = {"post_id": row.post_id, "b_account": row.account, "b_id": row.id, "b_since": since}
+        read = _GATE_READ_AND_LOAD[conn.dialect.name].first(conn, params)
+        if read is None:
+            raise NotFound("post", row.post_id)
+        return Load(bool(read.load_others), int(read.load_used or 0), read.load_oldest), repo.as_gate_read(read)
 
     def recorded_ids(self, s: Session, account: str, but: str) -> set[str]:
         """Platform ids already recorded for the account's other deliveries."""

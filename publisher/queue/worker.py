@@ -187,18 +187,20 @@ class Publisher:
         row, now = self.queue.hold(s, claim.delivery_id, account_too=True), self.service.now()
         if row is None or row.status != q.QUEUED or not self.queue.owns(row, now):
             return Outcome("lost")
-        load = self.queue.load(s, row, now - timedelta(days=1))
+        load, post = self.queue.load_and_gate_read(s, row, now - timedelta(days=1))
         if load.busy:  # another daemon is publishing on the account
             self.queue.unlease(s, row)
             return Outcome("account_busy", hold_until=now + ACCOUNT_BUSY_WAIT)
-        return self._apply(s, row, claim, self._decide(s, row, register, load, now))
+        return self._apply(s, row, claim, self._decide(s, row, register, load, post, now))
 
-    def _decide(self, s: Session, row: q.Held, register: repo.Register, load: q.Load, now: datetime) -> _Decision:
-        """What to do with a queued delivery now (reads only)."""
+    def _decide(
+        self, s: Session, row: q.Held, register: repo.Register, load: q.Load, post: repo.GateRead, now: datetime
+    ) -> _Decision:
+        """What to do with a queued delivery now (reads only; `post`: the gate's read of its post)."""
         if row.cancel_requested:  # a takedown asked for it while its outcome was unknown
             return _Decision("cancel")
         read: list[tuple[str, bytes, str]] = []  # the bytes the gate judged, uploaded as they are
-        gi = self._gate_input(s, row, read, register)
+        gi = self._gate_input(s, row, read, register, post)
         blocking = gate.blocking(gate.evaluate(gi) if gi is not None else [_not_a_target(row)])
         if blocking and {f.code for f in blocking} == {"PUBLISHING_PAUSED"}:
             return _Decision("paused", until=now + PAUSE_RECHECK)
@@ -239,9 +241,12 @@ class Publisher:
         raise AssertionError(f"no way to apply {d.action!r}")
 
     def _gate_input(
-        self, s: Session, row: q.Held, read: list[tuple[str, bytes, str]], register: repo.Register
+        self, s: Session, row: q.Held, read: list[tuple[str, bytes, str]], register: repo.Register, post: repo.GateRead
     ) -> gate.GateInput | None:
-        for gi in self.service.gate_inputs(s, row.post_id, gate.Stage.PUBLISH, read=read, register=register):
+        inputs = self.service.gate_inputs(
+            s, row.post_id, gate.Stage.PUBLISH, read=read, register=register, read_already=post
+        )
+        for gi in inputs:
             if gi.account_name == row.account:
                 return gi
         return None

@@ -228,9 +228,10 @@ _GATE_ACCOUNTS_FROM: Final = _POST_ACCOUNTS_T.outerjoin(
 ).outerjoin(_DELIVERIES_T, _PUBLISHED_WITH)
 
 
-def _gate_read(dialect: str) -> Select[Any]:
+def gate_read_select(dialect: str) -> Select[Any]:
     """The post, its latest approval's token, and its accounts, media and featured subjects as
-    JSON: one statement instead of four (on PostgreSQL each is a round trip)."""
+    JSON: one statement instead of four (on PostgreSQL each is a round trip). Its parameter is
+    `post_id`; `as_gate_read` makes its row a GateRead. (A caller may add columns after these.)"""
     return select(
         *(_POSTS.c[name] for name in ("id", "school_id", "author", "text", "scheduled_at", "status")),
         _TOKEN,
@@ -249,7 +250,7 @@ def _gate_read(dialect: str) -> Select[Any]:
     ).where(_POSTS.c.id == _POST_ID)
 
 
-_GATE_READ: Final = {dialect: db.Direct(_gate_read(dialect)) for dialect in ("sqlite", "postgresql")}
+_GATE_READ: Final = {dialect: db.Direct(gate_read_select(dialect)) for dialect in ("sqlite", "postgresql")}
 _LATEST_APPROVAL: Final = select(m.ApprovalRow).where(m.ApprovalRow.post_id == _POST_ID).order_by(_LATEST).limit(1)
 
 
@@ -329,6 +330,11 @@ def gate_read(s: Session, post_id: str) -> GateRead:
     row = _GATE_READ[conn.dialect.name].first(conn, {"post_id": post_id})
     if row is None:
         raise NotFound("post", post_id)
+    return as_gate_read(row)
+
+
+def as_gate_read(row: Any) -> GateRead:
+    """A row of `gate_read_select` as a GateRead."""
     accounts: dict[str, Account | None] = {}
     used = set()
     for name, school, platform, jti in sorted(row.accounts, key=lambda a: a[0]):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from publisher.errors import DaemonError
 from publisher.queue.lock import DaemonLock
-from publisher.queue.store import RECONCILE, SqlAlchemyQueue
+from publisher.queue.store import RECONCILE, Load, SqlAlchemyQueue
 from publisher.store import db, repo
 
 from .world import FakeClock, World, build_world, deliveries
@@ -199,7 +200,7 @@ def test_status_sets_are_written_into_the_sql_and_only_status_names_are_taken() 
     from publisher.store import repo
 
     for dialect in (sqlite.dialect(), postgresql.dialect()):
-        sql = str(store._LOAD.statement.compile(dialect=dialect))
+        sql = str(store._LOAD_SELECT.compile(dialect=dialect))
         assert "IN ('live', 'taken_down', 'inflight', 'reconcile')" in sql and "POSTCOMPILE" not in sql
     with pytest.raises(ValueError, match="status names"):
         repo.one_of(store.T.c.status, ("live", "x') OR ('1'='1"))
@@ -258,6 +259,44 @@ def test_the_gate_reads_a_post_in_one_statement_as_it_is_stored(world: tuple[Wor
             key=lambda f: f.subject_id,
         )
     )
+
+
+def test_the_intent_reads_the_accounts_load_with_the_gates_read_in_one_statement(
+    world: tuple[World, FakeClock],
+) -> None:
+    """load_and_gate_read: how much of the account's daily budget is used (live in the window,
+    or possibly live now), the oldest publish time in the window, whether another delivery is in
+    flight or in doubt there; and the post as repo.gate_read reads it; one statement."""
+    w, clock = world
+    a = q(w, "me")
+    first, second, third = a.claim(clock(), "stmarys-x", 3)
+    published = clock()
+    with db.transaction(w.svc.engine) as s:
+        held = a.hold(s, first.delivery_id)
+        assert held is not None
+        a.start(s, held, published)
+        assert a.go_live(s, held.id, "p1", "https://x/1", published) is not None
+    clock.advance(seconds=600)
+    with db.transaction(w.svc.engine) as s:
+        going = a.hold(s, second.delivery_id)
+        assert going is not None
+        a.start(s, going, clock())  # in flight: possibly live now
+    with db.transaction(w.svc.engine) as s:
+        row = a.hold(s, third.delivery_id, account_too=True)
+        assert row is not None and going is not None
+        with driver_statements(s.connection()) as statements:
+            load, read = a.load_and_gate_read(s, row, clock() - timedelta(days=1))
+        assert len(statements) == 1
+        assert load == Load(busy=True, used=2, oldest=published)
+        alone, fields = (
+            repo.gate_read(s, third.post_id),
+            ("id", "school_id", "author", "text", "scheduled_at", "status", "token"),
+        )
+        assert [getattr(read.post, f) for f in fields] == [getattr(alone.post, f) for f in fields]
+        assert read.post.id == third.post_id and read.post.token and replace(read, post=alone.post) == alone
+        assert a.load_and_gate_read(s, row, published + timedelta(seconds=1))[0] == Load(True, 1, None)
+        assert a.load_and_gate_read(s, going, published)[0] == Load(False, 2, published)  # not busy with itself
+        assert a.load_and_gate_read(s, replace(row, account="stmarys-facebook"), published)[0] == Load(False, 0, None)
 
 
 def test_renew_skips_a_row_another_transaction_holds(world: tuple[World, FakeClock]) -> None:
