@@ -619,7 +619,7 @@ class Service:
         in this transaction (the publisher's, taken with the register lock); `read_already`: the
         post's gate read, if the caller made it in this transaction (the publisher's, with the
         account's load)."""
-        s.flush()  # the reads below are Core statements, which do not flush pending ORM changes
+        s.flush()  # the gate's read goes to the driver (db.Direct), which does not flush the Session
         g = read_already if read_already is not None else repo.gate_read(s, post_id)
         accounts = g.accounts
         post = repo.domain_post(s, g.post, self.media_refs(g.media, read), tuple(accounts), g.featured)

@@ -63,10 +63,11 @@ class Claim:
 
 
 # The statements every delivery runs, built once with bound parameters (building a SQLAlchemy
-# expression costs more than running it on SQLite), on the table (Core: no ORM object loaded or
-# flushed; an ORM statement costs about three times as much, see repo._POST_ID). Bound names
-# differ from the columns they set. Those the publisher runs in its transactions go through
-# db.Direct, on the driver's cursor: SQLAlchemy's execute cost the daemon as much CPU as they do.
+# expression costs more than running it on SQLite), on the table (Core: no ORM object loaded;
+# an ORM statement costs about three times as much, see repo._POST_ID). Bound names differ from
+# the columns they set. Those the publisher runs in its transactions go through db.Direct, on
+# the driver's cursor (SQLAlchemy's execute cost the daemon as much CPU as they do), which does
+# not flush the Session: none of them follows an ORM change in its transaction.
 T: Final = cast(Table, D.__table__)
 _ACCOUNTS: Final = cast(Table, m.AccountRow.__table__)
 _ID: Any = bindparam("b_id")
@@ -238,7 +239,7 @@ class SqlAlchemyQueue:
     def hold(self, s: Session, delivery_id: str, account_too: bool = False) -> Held | None:
         """`lock` for the publisher (PostgreSQL: FOR NO KEY UPDATE): the row's state, without loading an ORM object.
         `account_too`: lock its account's row as well, in the same statement (PostgreSQL: see
-        `load`; the row's foreign key keeps the account in the register)."""
+        `load_and_gate_read`; the row's foreign key keeps the account in the register)."""
         statement = _HOLD_WITH_ACCOUNT if account_too and not self._sqlite else _HOLD
         row = statement.first(s.connection(), {"b_id": delivery_id})
         return Held(*row) if row is not None else None

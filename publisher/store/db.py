@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import URL, create_engine, event, inspect, make_url
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -207,22 +207,23 @@ class Direct:
     compiled once per dialect: for the statements every delivery runs, where SQLAlchemy's own
     execute costs as much CPU as the statement (a row lock by id on PostgreSQL: 0.23 ms through
     the Session, 0.11 ms here; on SQLite 0.10 and 0.02). Parameters and rows go through the
-    columns' types as SQLAlchemy's would (UtcDateTime, JSON, Boolean), literal values in the
-    statement included; a row is a named tuple of its selected columns; a driver error is raised
-    as SQLAlchemy's (a lost connection invalidated, as its execute would). Pending ORM changes
-    are not flushed: flush first if the statement must see them. Expanding (IN list) parameters
-    are refused."""
+    columns' types as SQLAlchemy's would (UtcDateTime, JSON, Boolean, Numeric), literal values
+    in the statement included; a row is a named tuple of its selected (or RETURNING) columns.
+    Errors are SQLAlchemy's: a parameter its type refuses raises StatementError, a driver error
+    DBAPIError; a lost connection is invalidated, and the pool's older connections with it, as
+    SQLAlchemy's execute would. Unlike Session.execute it does not flush pending ORM changes:
+    flush first if the statement must see them. Expanding (IN list) parameters are refused."""
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self._plans: dict[str, _Plan] = {}  # by dialect name; a race compiles twice, harmlessly
+        self._plans: dict[Dialect, _Plan] = {}  # per engine's dialect; a race compiles twice, harmlessly
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first row, or None."""
         plan = self._plan(conn.dialect)
         with self._executed(conn, plan, params) as cursor:
             row = cursor.fetchone()
-        return None if row is None else plan.row(row)
+            return None if row is None else plan.row(row, cursor.description)
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute; the number of rows it changed."""
@@ -232,25 +233,32 @@ class Direct:
     @staticmethod
     @contextmanager
     def _executed(conn: Connection, plan: _Plan, params: Mapping[str, Any]) -> Iterator[Any]:
-        bound = plan.parameters(params)
+        try:
+            bound = plan.parameters(params)
+        except Exception as exc:  # as SQLAlchemy's: the type refused the value (a naive datetime)
+            raise StatementError(str(exc), plan.sql, dict(params), exc) from exc
         dialect, cursor = conn.dialect, driver_cursor(conn)
         try:
             cursor.execute(plan.sql, bound)
             yield cursor
         except dialect.loaded_dbapi.Error as exc:
             gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-            if gone:
+            if gone:  # as Connection._handle_dbapi_exception: replace every connection older than this
+                conn.engine.pool._invalidate(conn.connection, exc)
                 conn.invalidate(exc)
             raise DBAPIError.instance(
                 plan.sql, bound, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
             ) from exc
+        except (KeyboardInterrupt, SystemExit):  # mid-statement: the connection's state is unknown
+            conn.invalidate()
+            raise
         finally:
             cursor.close()
 
     def _plan(self, dialect: Dialect) -> _Plan:
-        plan = self._plans.get(dialect.name)
+        plan = self._plans.get(dialect)
         if plan is None:
-            plan = self._plans[dialect.name] = _Plan(self.statement, dialect)
+            plan = self._plans[dialect] = _Plan(self.statement, dialect)
         return plan
 
 
@@ -262,20 +270,16 @@ class _Plan:
         if "POSTCOMPILE" in compiled.string:
             raise ValueError("Direct statements cannot take expanding (IN list) parameters")
         self.sql = compiled.string
-        self._compiled = compiled
+        self._compiled, self._dialect = compiled, dialect
         self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
         self._binds = {
             name: process
             for bind, name in compiled.bind_names.items()
             if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
-        columns = list(getattr(statement, "selected_columns", ()))
-        self._results: list[tuple[int, Callable[[Any], Any]]] = [
-            (i, process)
-            for i, column in enumerate(columns)
-            if (process := column.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
-        ]
-        self._row = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(columns)], rename=True)  # type: ignore[misc]
+        self._columns = list(getattr(statement, "exported_columns", ()))  # a SELECT's, or RETURNING's
+        self._results: list[tuple[int, Callable[[Any], Any]]] | None = None  # at the first row: see row
+        self._row = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(self._columns)], rename=True)  # type: ignore[misc]
 
     def parameters(self, given: Mapping[str, Any]) -> Any:
         values = self._compiled.construct_params(dict(given)) or {}
@@ -283,9 +287,21 @@ class _Plan:
             values[name] = process(values[name])
         return values if self._order is None else tuple(values[name] for name in self._order)
 
-    def row(self, raw: Any) -> Any:
-        if self._results:
+    def row(self, raw: Any, description: Any) -> Any:
+        results = self._results
+        if results is None:  # the driver's type codes, which some processors need (Numeric on psycopg)
+            results = self._results = [
+                (i, process)
+                for i, column in enumerate(self._columns)
+                if (
+                    process := column.type.dialect_impl(self._dialect).result_processor(
+                        self._dialect, description[i][1]
+                    )
+                )
+                is not None
+            ]
+        if results:
             raw = list(raw)
-            for i, process in self._results:
+            for i, process in results:
                 raw[i] = process(raw[i])
         return self._row(*raw)

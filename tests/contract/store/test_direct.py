@@ -6,11 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
-from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from publisher.store import db
 from publisher.store.models import UtcDateTime
@@ -25,6 +39,7 @@ things = Table(
     Column("flag", Boolean, nullable=False),
     Column("n", Integer, nullable=False),
     Column("note", String(20), nullable=False),
+    Column("price", Numeric(8, 2), nullable=True),
 )
 T = things.c
 _ADD = insert(things).values(
@@ -38,6 +53,7 @@ _EDIT = (
     .values(doc=[], flag=True, note="", at=None, n=T.n + bindparam("b_step"))
 )
 _READ = select(things, (T.n * 2).label("twice")).where(T.id == bindparam("b_id"))
+_PRICE = update(things).where(T.id == bindparam("b_id")).values(price=bindparam("b_price")).returning(T.id, T.price)
 
 
 @pytest.fixture
@@ -56,7 +72,7 @@ def test_rows_and_changes_are_those_sqlalchemy_gives(engine: Engine) -> None:
         s.execute(_ADD, {"b_id": "b", "b_at": at, "b_doc": {"k": [1, "é"]}, "b_flag": False})
         read = db.Direct(_READ)
         direct, theirs = read.first(conn, {"b_id": "a"}), s.execute(_READ, {"b_id": "b"}).one()
-        assert tuple(direct)[1:] == tuple(theirs)[1:] == (at, {"k": [1, "é"]}, False, 3, "new", 6)
+        assert tuple(direct)[1:] == tuple(theirs)[1:] == (at, {"k": [1, "é"]}, False, 3, "new", None, 6)
         assert direct.at.tzinfo is UTC and direct.at == at and direct.twice == 6 and direct.flag is False
         assert read.first(conn, {"b_id": "none"}) is None
 
@@ -65,7 +81,10 @@ def test_rows_and_changes_are_those_sqlalchemy_gives(engine: Engine) -> None:
         assert edit.run(conn, {"b_step": 4, "b_below": 4, "b_id": "a"}) == 1
         s.execute(_EDIT, {"b_step": 4, "b_below": 4, "b_id": "b"})
         assert tuple(read.first(conn, {"b_id": "a"}))[1:] == tuple(s.execute(_READ, {"b_id": "b"}).one())[1:]
-        assert tuple(read.first(conn, {"b_id": "a"}))[1:] == (None, [], True, 7, "", 14)
+        assert tuple(read.first(conn, {"b_id": "a"}))[1:] == (None, [], True, 7, "", None, 14)
+
+        priced = db.Direct(_PRICE).first(conn, {"b_id": "a", "b_price": Decimal("12.50")})  # RETURNING, Numeric
+        assert priced == ("a", Decimal("12.50")) and priced.price == s.execute(_READ, {"b_id": "a"}).one().price
 
 
 def test_it_joins_the_callers_transaction(engine: Engine) -> None:
@@ -81,7 +100,7 @@ def test_it_joins_the_callers_transaction(engine: Engine) -> None:
 
 
 def test_the_column_types_check_what_is_bound(engine: Engine) -> None:
-    with db.transaction(engine) as s, pytest.raises(ValueError, match="naive datetime"):
+    with db.transaction(engine) as s, pytest.raises(StatementError, match="naive datetime"):
         db.Direct(_ADD).run(s.connection(), {"b_id": "c", "b_at": datetime(2027, 5, 10), "b_doc": {}, "b_flag": True})
 
 
@@ -121,4 +140,25 @@ def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(engine: Engine) ->
         read_on_a_lost_connection()
     assert raised.value.connection_invalidated and invalidated == [True]
     with db.reading(engine) as s:  # the pool gave the dead connection up: a new one works
+        assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
+
+
+def test_a_lost_server_replaces_the_pools_older_connections_as_sqlalchemy_would(engine: Engine) -> None:
+    """A connection that finds the server gone invalidates the pool's others made before it
+    (they went with the server), so the next transaction gets a new connection and works."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite file cannot be disconnected")
+    with engine.connect() as one, engine.connect() as two:  # two pooled connections, both in use
+        pids = [int(c.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()) for c in (one, two)]
+        one.rollback()
+        two.rollback()
+    other = db.make_engine(engine.url.render_as_string(hide_password=False))
+    with other.begin() as killer:
+        for pid in pids:
+            killer.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+    other.dispose()
+    with pytest.raises(DBAPIError) as raised, db.reading(engine) as s:
+        db.Direct(_READ).first(s.connection(), {"b_id": "a"})
+    assert raised.value.connection_invalidated
+    with db.reading(engine) as s:  # the other pooled connection rested under PING_AFTER_IDLE: not pinged
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
