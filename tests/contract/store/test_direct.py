@@ -117,6 +117,8 @@ def test_a_driver_error_is_raised_as_sqlalchemys(engine: Engine) -> None:
     with db.transaction(engine) as s, pytest.raises(IntegrityError) as raised:
         add.run(s.connection(), {"b_id": "d", "b_at": None, "b_doc": {}, "b_flag": True})
     assert not raised.value.connection_invalidated and "direct_things" in str(raised.value.statement)
+    with db.reading(engine) as s:  # the pooled connection still serves
+        assert db.Direct(_READ).first(s.connection(), {"b_id": "d"}).note == "new"
 
 
 def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(engine: Engine) -> None:
