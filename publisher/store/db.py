@@ -216,7 +216,8 @@ class Direct:
 
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
-        self._plans: dict[Dialect, _Plan] = {}  # per engine's dialect; a race compiles twice, harmlessly
+        # per engine's dialect, kept no longer than its engine; a race compiles twice, harmlessly
+        self._plans: weakref.WeakKeyDictionary[Dialect, _Plan] = weakref.WeakKeyDictionary()
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first row, or None."""
@@ -253,7 +254,8 @@ class Direct:
             conn.invalidate()
             raise
         finally:
-            cursor.close()
+            if not conn.invalidated:  # an invalidated connection was closed, and its cursors with it
+                cursor.close()
 
     def _plan(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect)

@@ -164,3 +164,37 @@ def test_a_lost_server_replaces_the_pools_older_connections_as_sqlalchemy_would(
     assert raised.value.connection_invalidated
     with db.reading(engine) as s:  # the other pooled connection rested under PING_AFTER_IDLE: not pinged
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
+
+
+def test_an_interrupted_statement_gives_up_its_connection(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted mid-statement (Ctrl-C), the connection's state is unknown: it is invalidated,
+    never handed out again by the pool, and the interrupt goes on."""
+
+    class Interrupted:
+        def __init__(self, real: object) -> None:
+            self.real = real
+
+        def execute(self, *_args: object) -> None:
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            self.real.close()  # type: ignore[attr-defined]
+
+    real_cursor = db.driver_cursor
+    monkeypatch.setattr(db, "driver_cursor", lambda conn: Interrupted(real_cursor(conn)))
+    invalidated: list[bool] = []
+
+    def interrupted_read() -> None:
+        with db.reading(engine) as s:
+            conn = s.connection()
+            try:
+                db.Direct(_READ).first(conn, {"b_id": "a"})
+            finally:
+                invalidated.append(conn.invalidated)
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_read()
+    assert invalidated == [True]
+    monkeypatch.undo()
+    with db.reading(engine) as s:
+        assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
