@@ -414,7 +414,9 @@ class Ledger:
         ts = format_ts(moment)
         raw = canonical.encode_versioned({**body, "seq": seq, "kind": kind, "ts": ts})
         leaf = merkle.leaf_hash(raw)
-        _driver_execute(conn, _INSERT_SQL[conn.dialect.name], (seq, kind, raw, leaf, ts))
+        insert, row = _INSERT_SQL[conn.dialect.name], (seq, kind, raw, leaf, ts)
+        with db.driver(conn, insert, row) as cursor:  # SQLAlchemy's execute costs more than the INSERT
+            cursor.execute(insert, row)
         frontier.append(leaf)
         tip = self._tip
         tip.add(leaf)
@@ -759,10 +761,3 @@ class Ledger:
         """
         result = conn.execute(subject_keys.delete().where(subject_keys.c.ref == ref))
         return bool(result.rowcount)
-
-
-def _driver_execute(conn: Connection, sql: str, params: tuple[Any, ...]) -> Any:
-    """Run one statement on the DB-API connection under ``conn`` (same transaction)."""
-    cursor = db.driver_cursor(conn)
-    cursor.execute(sql, params)
-    return cursor

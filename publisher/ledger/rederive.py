@@ -25,7 +25,6 @@ from collections import deque
 from collections.abc import Generator, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,7 +176,7 @@ def pieces(conn: Connection) -> Generator[list[tuple[Any, ...]], None, None]:
     """Every log row in seq order, ``PIECE`` at a time, read in ``conn``'s transaction by the
     driver itself (plain tuples, ready to hand to a worker). PostgreSQL streams them from a
     server-side cursor; SQLite's cursor streams anyway."""
-    with closing(db.driver_cursor(conn, name="publisher_verify")) as cursor:
+    with db.driver(conn, _ROWS_SQL, name="publisher_verify") as cursor:
         cursor.execute(_ROWS_SQL)
         while rows := cursor.fetchmany(PIECE):
             yield rows

@@ -240,14 +240,16 @@ class Tip:
 
     def flush(self, conn: Connection) -> None:
         """Insert the pending tiles, on the driver connection under ``conn`` (its transaction)."""
-        cursor = db.driver_cursor(conn)
-        cursor.execute(_MAX_SQL)
-        present = cursor.fetchone()[0]
+        with db.driver(conn, _MAX_SQL) as cursor:
+            cursor.execute(_MAX_SQL)
+            present = cursor.fetchone()[0]
         if present < self.stored:  # rows cannot be deleted; someone dropped the guards
             raise LogIntegrityError(present * TILE_SIZE, f"log_tiles lost its tiles from {present} on")
         rows = [(self.stored + i, h) for i, h in enumerate(self.pending) if self.stored + i >= present]
         if rows:
-            cursor.executemany(_INSERT_SQL[conn.dialect.name], rows)
+            insert = _INSERT_SQL[conn.dialect.name]
+            with db.driver(conn, insert, rows) as cursor:
+                cursor.executemany(insert, rows)
         self.stored += len(self.pending)
         self.pending = []
 

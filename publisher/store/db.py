@@ -173,16 +173,40 @@ def reading(engine: Engine) -> Iterator[Session]:
         yield session
 
 
-def driver_cursor(conn: Connection, name: str | None = None) -> Any:
+@contextmanager
+def driver(conn: Connection, statement: str, params: Any = None, name: str | None = None) -> Iterator[Any]:
     """A DB-API cursor on the connection under ``conn``, in its transaction (begun here if need
-    be, as SQLAlchemy's autobegin would: the driver's cursor bypasses it). For the statements
-    run for every delivery or log entry, where SQLAlchemy's per-statement machinery would cost
-    more than the statement. Errors are the driver's own, not SQLAlchemy's. `name`: a named,
-    server-side cursor (PostgreSQL), which streams its rows; SQLite's cursors stream anyway."""
+    be, as SQLAlchemy's autobegin would: the driver's cursor bypasses it), closed at the end.
+    For the statements run for every delivery or log entry, where SQLAlchemy's per-statement
+    machinery would cost more than the statement. Errors come as SQLAlchemy's execute raises
+    them: a driver error as DBAPIError (naming `statement` and `params`, what the cursor runs);
+    a lost connection is invalidated, and the pool's older connections with it; an interrupt
+    (Ctrl-C) mid-statement leaves the connection in an unknown state, so it is invalidated too.
+    `name`: a named, server-side cursor (PostgreSQL), which streams its rows; SQLite's cursors
+    stream anyway."""
     if not conn.in_transaction():
         conn.begin()
-    dbapi: Any = conn.connection.driver_connection
-    return dbapi.cursor(name=name) if name is not None and conn.dialect.name == "postgresql" else dbapi.cursor()
+    dialect, dbapi = conn.dialect, cast(Any, conn.connection.driver_connection)
+    cursor = dbapi.cursor(name=name) if name is not None and dialect.name == "postgresql" else dbapi.cursor()
+    try:
+        yield cursor
+    except dialect.loaded_dbapi.Error as exc:
+        gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
+        if gone:  # as Connection._handle_dbapi_exception: replace every connection older than this
+            conn.engine.pool._invalidate(conn.connection, exc)
+            conn.invalidate(exc)
+        raise DBAPIError.instance(
+            statement, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+        ) from exc
+    except (KeyboardInterrupt, SystemExit):
+        conn.invalidate()
+        raise
+    finally:
+        if not conn.invalidated:
+            cursor.close()
+        else:  # its connection is closed: psycopg's server cursor still wants closing, SQLite's refuses
+            with contextlib.suppress(dialect.loaded_dbapi.Error):
+                cursor.close()
 
 
 def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:
@@ -193,25 +217,26 @@ def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:
     (a single statement calling the lock function and reading would not). `lock` None: nothing
     to wait for (SQLite, whose write lock the transaction holds already), only the read is run.
     On SQLite, a connection with no transaction yet begins one, and so takes the write lock."""
-    with contextlib.closing(driver_cursor(conn)) as cursor:
-        if lock is None:
+    if lock is None:
+        with driver(conn, read) as cursor:
             cursor.execute(read)
             return cursor.fetchone()
-        cursor.execute(f"{lock}; {read}")  # no parameters: psycopg sends both in one simple query
+    both = f"{lock}; {read}"  # no parameters: psycopg sends both in one simple query
+    with driver(conn, both) as cursor:
+        cursor.execute(both)
         cursor.nextset()
         return cursor.fetchone()
 
 
 class Direct:
-    """A Core statement run on the driver's cursor in the caller's transaction (driver_cursor),
+    """A Core statement run on the driver's cursor in the caller's transaction (`driver`),
     compiled once per dialect: for the statements every delivery runs, where SQLAlchemy's own
     execute costs as much CPU as the statement (a row lock by id on PostgreSQL: 0.23 ms through
     the Session, 0.11 ms here; on SQLite 0.10 and 0.02). Parameters and rows go through the
     columns' types as SQLAlchemy's would (UtcDateTime, JSON, Boolean, Numeric), literal values
     in the statement included; a row is a named tuple of its selected (or RETURNING) columns.
     Errors are SQLAlchemy's: a parameter its type refuses raises StatementError, a driver error
-    DBAPIError; a lost connection is invalidated, and the pool's older connections with it, as
-    SQLAlchemy's execute would. Unlike Session.execute it does not flush pending ORM changes:
+    DBAPIError, and a lost connection is invalidated (see `driver`). Unlike Session.execute it does not flush pending ORM changes:
     flush first if the statement must see them. Expanding (IN list) parameters are refused."""
 
     def __init__(self, statement: ClauseElement) -> None:
@@ -238,24 +263,9 @@ class Direct:
             bound = plan.parameters(params)
         except Exception as exc:  # as SQLAlchemy's: the type refused the value (a naive datetime)
             raise StatementError(str(exc), plan.sql, dict(params), exc) from exc
-        dialect, cursor = conn.dialect, driver_cursor(conn)
-        try:
+        with driver(conn, plan.sql, bound) as cursor:
             cursor.execute(plan.sql, bound)
             yield cursor
-        except dialect.loaded_dbapi.Error as exc:
-            gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-            if gone:  # as Connection._handle_dbapi_exception: replace every connection older than this
-                conn.engine.pool._invalidate(conn.connection, exc)
-                conn.invalidate(exc)
-            raise DBAPIError.instance(
-                plan.sql, bound, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
-            ) from exc
-        except (KeyboardInterrupt, SystemExit):  # mid-statement: the connection's state is unknown
-            conn.invalidate()
-            raise
-        finally:
-            if not conn.invalidated:  # an invalidated connection was closed, and its cursors with it
-                cursor.close()
 
     def _plan(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect)

@@ -1,14 +1,17 @@
 """db.Direct: a Core statement run on the driver's cursor gives what SQLAlchemy's own execute
 gives, on every store: the same rows, through the same column types, with the statement's
-literal values and parameters in their places."""
+literal values and parameters in their places. Every statement run on the driver's cursor
+(db.driver: Direct's, the register's and the log's locked reads, the log's appends, verify's
+stream) fails as SQLAlchemy's execute would: DBAPIError, a lost connection invalidated."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -23,9 +26,11 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
+from publisher.ledger import log, rederive
+from publisher.ledger.note import NoteSigner
 from publisher.store import db
 from publisher.store.models import UtcDateTime
 
@@ -60,6 +65,8 @@ _PRICE = update(things).where(T.id == bindparam("b_id")).values(price=bindparam(
 def engine(database_url: str) -> Iterator[Engine]:
     engine = db.make_engine(database_url)
     meta.create_all(engine)
+    with engine.begin() as conn:
+        log.install(conn)
     yield engine
     engine.dispose()
 
@@ -121,7 +128,47 @@ def test_a_driver_error_is_raised_as_sqlalchemys(engine: Engine) -> None:
         assert db.Direct(_READ).first(s.connection(), {"b_id": "d"}).note == "new"
 
 
-def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(engine: Engine) -> None:
+def test_a_failing_read_after_lock_is_raised_as_sqlalchemys(engine: Engine) -> None:
+    lock = "SELECT pg_advisory_xact_lock(7)" if engine.dialect.name == "postgresql" else None
+    with db.transaction(engine) as s, pytest.raises(DBAPIError) as raised:
+        db.read_after_lock(s.connection(), lock, "SELECT nothing FROM nowhere")
+    assert not raised.value.connection_invalidated and "nowhere" in str(raised.value.statement)
+    with db.reading(engine) as s:  # the pooled connection still serves
+        assert db.read_after_lock(s.connection(), None, "SELECT count(*) FROM direct_things") == (0,)
+
+
+_SIGNER = NoteSigner("trust.example/social-audit/v1", Ed25519PrivateKey.generate())
+Lose = Callable[[], None]
+
+
+def _log_insert(engine: Engine, conn: Connection, lose: Lose) -> object:
+    """The log's INSERT, the connection lost after its lock and head read (the ledger's clock
+    is read between the two)."""
+
+    def clock() -> datetime:
+        lose()
+        return datetime.now(UTC)
+
+    return log.Ledger(engine, _SIGNER, now=clock).append(conn, log.POST_PUBLISHED, {"post": "p"})
+
+
+# each loses the connection, then runs on the driver's cursor
+_ON_THE_DRIVER: dict[str, Callable[[Engine, Connection, Lose], object]] = {
+    "Direct": lambda _engine, conn, lose: (lose(), db.Direct(_READ).first(conn, {"b_id": "a"})),
+    "read_after_lock": lambda _engine, conn, lose: (lose(), db.read_after_lock(conn, "SELECT 1", "SELECT 2")),
+    "log lock and head": lambda engine, conn, lose: (
+        lose(),
+        log.Ledger(engine, _SIGNER).append(conn, log.POST_PUBLISHED, {"post": "p"}),
+    ),
+    "log insert": _log_insert,
+    "verify's stream": lambda _engine, conn, lose: (lose(), list(rederive.pieces(conn))),
+}
+
+
+@pytest.mark.parametrize("run", _ON_THE_DRIVER.values(), ids=_ON_THE_DRIVER)
+def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(
+    engine: Engine, run: Callable[[Engine, Connection, Lose], object]
+) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("a SQLite file cannot be disconnected")
     invalidated: list[bool] = []
@@ -130,11 +177,14 @@ def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(engine: Engine) ->
         with db.transaction(engine) as s:
             conn = s.connection()
             pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-            with engine.connect() as other:
-                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
-                other.commit()
+
+            def lose() -> None:
+                with engine.connect() as other:
+                    other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+                    other.commit()
+
             try:
-                db.Direct(_READ).first(conn, {"b_id": "a"})
+                run(engine, conn, lose)
             finally:
                 invalidated.append(conn.invalidated)
 
@@ -166,35 +216,23 @@ def test_a_lost_server_replaces_the_pools_older_connections_as_sqlalchemy_would(
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
 
 
-def test_an_interrupted_statement_gives_up_its_connection(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_statement_gives_up_its_connection(engine: Engine) -> None:
     """Interrupted mid-statement (Ctrl-C), the connection's state is unknown: it is invalidated,
     never handed out again by the pool, and the interrupt goes on."""
-
-    class Interrupted:
-        def __init__(self, real: object) -> None:
-            self.real = real
-
-        def execute(self, *_args: object) -> None:
-            raise KeyboardInterrupt
-
-        def close(self) -> None:
-            self.real.close()  # type: ignore[attr-defined]
-
-    real_cursor = db.driver_cursor
-    monkeypatch.setattr(db, "driver_cursor", lambda conn: Interrupted(real_cursor(conn)))
     invalidated: list[bool] = []
 
     def interrupted_read() -> None:
         with db.reading(engine) as s:
             conn = s.connection()
             try:
-                db.Direct(_READ).first(conn, {"b_id": "a"})
+                with db.driver(conn, "SELECT 1") as cursor:
+                    cursor.execute("SELECT 1")
+                    raise KeyboardInterrupt  # as the signal would, in the driver's wait
             finally:
                 invalidated.append(conn.invalidated)
 
     with pytest.raises(KeyboardInterrupt):
         interrupted_read()
     assert invalidated == [True]
-    monkeypatch.undo()
     with db.reading(engine) as s:
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
