@@ -248,7 +248,7 @@ class Tip:
         rows = [(self.stored + i, h) for i, h in enumerate(self.pending) if self.stored + i >= present]
         if rows:
             insert = _INSERT_SQL[conn.dialect.name]
-            with db.driver(conn, insert, rows) as cursor:
+            with db.driver(conn, insert, rows, many=True) as cursor:
                 cursor.executemany(insert, rows)
         self.stored += len(self.pending)
         self.pending = []

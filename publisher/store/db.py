@@ -174,39 +174,68 @@ def reading(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def driver(conn: Connection, statement: str, params: Any = None, name: str | None = None) -> Iterator[Any]:
+def driver(
+    conn: Connection, statement: str, params: Any = None, name: str | None = None, many: bool = False
+) -> Iterator[Any]:
     """A DB-API cursor on the connection under ``conn``, in its transaction (begun here if need
     be, as SQLAlchemy's autobegin would: the driver's cursor bypasses it), closed at the end.
     For the statements run for every delivery or log entry, where SQLAlchemy's per-statement
     machinery would cost more than the statement. Errors come as SQLAlchemy's execute raises
-    them: a driver error as DBAPIError (naming `statement` and `params`, what the cursor runs);
-    a lost connection is invalidated, and the pool's older connections with it; an interrupt
-    (Ctrl-C) mid-statement leaves the connection in an unknown state, so it is invalidated too.
-    `name`: a named, server-side cursor (PostgreSQL), which streams its rows; SQLite's cursors
-    stream anyway."""
+    them (its handle_error events aside, which this project does not use): see `_as_sqlalchemys`;
+    `statement` and `params` (a list of parameter sets if `many`) name what the cursor runs.
+    `name`: a named, server-side cursor (PostgreSQL), which streams its rows (SQLite's cursors
+    stream anyway) and whose closing is a round trip, so it may fail too: as the statements'
+    errors, unless the reader abandoned a paused stream (GeneratorExit), perhaps because it is
+    failing itself, when nothing new is raised over it."""
     if not conn.in_transaction():
         conn.begin()
-    dialect, dbapi = conn.dialect, cast(Any, conn.connection.driver_connection)
-    cursor = dbapi.cursor(name=name) if name is not None and dialect.name == "postgresql" else dbapi.cursor()
+    dbapi = cast(Any, conn.connection.driver_connection)
+    cursor = dbapi.cursor(name=name) if name is not None and conn.dialect.name == "postgresql" else dbapi.cursor()
+    closed = False
     try:
-        yield cursor
+        with _as_sqlalchemys(conn, cursor, statement, params, many):
+            try:
+                yield cursor
+            except GeneratorExit:
+                with contextlib.suppress(DBAPIError), _as_sqlalchemys(conn, cursor, statement, params, many):
+                    cursor.close()
+                    closed = True
+                raise
+            cursor.close()
+            closed = True
+    finally:
+        if not closed:  # as SQLAlchemy's _safe_close_cursor: an error is on its way already
+            with contextlib.suppress(Exception):  # SQLite's refuses once its connection is closed
+                cursor.close()
+
+
+@contextmanager
+def _as_sqlalchemys(conn: Connection, cursor: Any, statement: str, params: Any, many: bool) -> Iterator[None]:
+    """As Connection._handle_dbapi_exception: a driver error is raised as DBAPIError (its
+    subclass for the error: IntegrityError...); on a lost connection this connection and every
+    one the pool made before it are invalidated; an interrupt (Ctrl-C) leaves the connection in
+    an unknown state, so it is invalidated too."""
+    dialect = conn.dialect
+    try:
+        yield
     except dialect.loaded_dbapi.Error as exc:
         gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-        if gone:  # as Connection._handle_dbapi_exception: replace every connection older than this
+        if gone:
             conn.engine.pool._invalidate(conn.connection, exc)
             conn.invalidate(exc)
         raise DBAPIError.instance(
-            statement, params, exc, dialect.loaded_dbapi.Error, connection_invalidated=gone, dialect=dialect
+            statement,
+            params,
+            exc,
+            dialect.loaded_dbapi.Error,
+            hide_parameters=conn.engine.hide_parameters,
+            connection_invalidated=gone,
+            dialect=dialect,
+            ismulti=many,
         ) from exc
     except (KeyboardInterrupt, SystemExit):
         conn.invalidate()
         raise
-    finally:
-        if not conn.invalidated:
-            cursor.close()
-        else:  # its connection is closed: psycopg's server cursor still wants closing, SQLite's refuses
-            with contextlib.suppress(dialect.loaded_dbapi.Error):
-                cursor.close()
 
 
 def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:

@@ -1,12 +1,13 @@
 """db.Direct: a Core statement run on the driver's cursor gives what SQLAlchemy's own execute
 gives, on every store: the same rows, through the same column types, with the statement's
 literal values and parameters in their places. Every statement run on the driver's cursor
-(db.driver: Direct's, the register's and the log's locked reads, the log's appends, verify's
-stream) fails as SQLAlchemy's execute would: DBAPIError, a lost connection invalidated."""
+(db.driver: Direct's, the register's and the log's locked reads, the log's appends and tiles,
+verify's stream) fails as SQLAlchemy's execute would: DBAPIError, a lost connection invalidated."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    create_engine,
     insert,
     select,
     update,
@@ -29,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
-from publisher.ledger import log, rederive
+from publisher.ledger import log, rederive, tiles
 from publisher.ledger.note import NoteSigner
 from publisher.store import db
 from publisher.store.models import UtcDateTime
@@ -126,6 +128,14 @@ def test_a_driver_error_is_raised_as_sqlalchemys(engine: Engine) -> None:
     assert not raised.value.connection_invalidated and "direct_things" in str(raised.value.statement)
     with db.reading(engine) as s:  # the pooled connection still serves
         assert db.Direct(_READ).first(s.connection(), {"b_id": "d"}).note == "new"
+    assert "'d'" in str(raised.value)  # SQLAlchemy shows the parameters, unless the engine hides them
+    hiding = create_engine(engine.url, hide_parameters=True)
+    try:
+        with hiding.begin() as conn, pytest.raises(IntegrityError) as hidden:
+            add.run(conn, {"b_id": "d", "b_at": None, "b_doc": {}, "b_flag": True})
+        assert "'d'" not in str(hidden.value) and "hide_parameters" in str(hidden.value)
+    finally:
+        hiding.dispose()
 
 
 def test_a_failing_read_after_lock_is_raised_as_sqlalchemys(engine: Engine) -> None:
@@ -152,37 +162,69 @@ def _log_insert(engine: Engine, conn: Connection, lose: Lose) -> object:
     return log.Ledger(engine, _SIGNER, now=clock).append(conn, log.POST_PUBLISHED, {"post": "p"})
 
 
-# each loses the connection, then runs on the driver's cursor
-_ON_THE_DRIVER: dict[str, Callable[[Engine, Connection, Lose], object]] = {
-    "Direct": lambda _engine, conn, lose: (lose(), db.Direct(_READ).first(conn, {"b_id": "a"})),
-    "read_after_lock": lambda _engine, conn, lose: (lose(), db.read_after_lock(conn, "SELECT 1", "SELECT 2")),
-    "log lock and head": lambda engine, conn, lose: (
-        lose(),
-        log.Ledger(engine, _SIGNER).append(conn, log.POST_PUBLISHED, {"post": "p"}),
-    ),
-    "log insert": _log_insert,
-    "verify's stream": lambda _engine, conn, lose: (lose(), list(rederive.pieces(conn))),
+def _direct(_engine: Engine, conn: Connection, lose: Lose) -> object:
+    lose()
+    return db.Direct(_READ).first(conn, {"b_id": "a"})
+
+
+def _read_after_lock(_engine: Engine, conn: Connection, lose: Lose) -> object:
+    lose()
+    return db.read_after_lock(conn, "SELECT 1", "SELECT 2")
+
+
+def _log_lock_and_head(engine: Engine, conn: Connection, lose: Lose) -> object:
+    lose()
+    return log.Ledger(engine, _SIGNER).append(conn, log.POST_PUBLISHED, {})
+
+
+def _log_tile(_engine: Engine, conn: Connection, lose: Lose) -> object:
+    lose()
+    tiles.Tip([], 0, [bytes(32)]).flush(conn)
+    return None
+
+
+def _verify_stream(_engine: Engine, conn: Connection, lose: Lose) -> object:
+    lose()
+    return list(rederive.pieces(conn))
+
+
+# each loses the connection, then runs on the driver's cursor; and what the error must name
+_ON_THE_DRIVER: dict[str, tuple[Callable[[Engine, Connection, Lose], object], str]] = {
+    "Direct": (_direct, "direct_things"),
+    "read_after_lock": (_read_after_lock, "SELECT 2"),
+    "log lock and head": (_log_lock_and_head, "pg_advisory_xact_lock"),
+    "log insert": (_log_insert, "INSERT INTO log_entries"),
+    "log tile": (_log_tile, "log_tiles"),
+    "verify's stream": (_verify_stream, "FROM log_entries"),
 }
 
 
-@pytest.mark.parametrize("run", _ON_THE_DRIVER.values(), ids=_ON_THE_DRIVER)
+@contextmanager
+def _losable(engine: Engine) -> Iterator[tuple[Connection, Lose]]:
+    """A connection in a transaction, and what makes the server end its session."""
+    with db.transaction(engine) as s:
+        conn = s.connection()
+        pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+        def lose() -> None:
+            with engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+                other.commit()
+
+        yield conn, lose
+
+
+@pytest.mark.parametrize("case", _ON_THE_DRIVER.values(), ids=_ON_THE_DRIVER)
 def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(
-    engine: Engine, run: Callable[[Engine, Connection, Lose], object]
+    engine: Engine, case: tuple[Callable[[Engine, Connection, Lose], object], str]
 ) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("a SQLite file cannot be disconnected")
+    run, named = case
     invalidated: list[bool] = []
 
     def read_on_a_lost_connection() -> None:
-        with db.transaction(engine) as s:
-            conn = s.connection()
-            pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-
-            def lose() -> None:
-                with engine.connect() as other:
-                    other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
-                    other.commit()
-
+        with _losable(engine) as (conn, lose):
             try:
                 run(engine, conn, lose)
             finally:
@@ -191,7 +233,63 @@ def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(
     with pytest.raises(DBAPIError) as raised:
         read_on_a_lost_connection()
     assert raised.value.connection_invalidated and invalidated == [True]
+    assert named in str(raised.value.statement)  # the statement that met the loss
     with db.reading(engine) as s:  # the pool gave the dead connection up: a new one works
+        assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
+
+
+def _three_entries(engine: Engine) -> None:
+    with db.transaction(engine) as s:
+        ledger = log.Ledger(engine, _SIGNER)
+        for n in range(3):
+            ledger.append(s.connection(), log.POST_PUBLISHED, {"n": n})
+
+
+def test_a_server_cursor_closed_on_a_lost_connection_fails_as_sqlalchemys(engine: Engine) -> None:
+    """A named cursor's close is a round trip (CLOSE): meeting the loss there is a DBAPIError
+    and invalidates the connection, as a statement's would."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite file cannot be disconnected")
+    _three_entries(engine)
+    invalidated: list[bool] = []
+
+    def stream_then_lose() -> None:
+        with _losable(engine) as (conn, lose):
+            try:
+                with db.driver(conn, "SELECT seq FROM log_entries", name="a_stream") as cursor:
+                    cursor.execute("SELECT seq FROM log_entries")
+                    assert len(cursor.fetchmany(1)) == 1
+                    lose()
+            finally:
+                invalidated.append(conn.invalidated)
+
+    with pytest.raises(DBAPIError) as raised:
+        stream_then_lose()
+    assert raised.value.connection_invalidated and invalidated == [True]
+
+
+def test_a_paused_stream_abandoned_by_a_failing_reader_lets_the_readers_error_through(engine: Engine) -> None:
+    """Verify's stream paused between pieces, the connection lost, then the reader fails and
+    closes the stream: the reader's own error comes out, the connection invalidated."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite file cannot be disconnected")
+    _three_entries(engine)
+    invalidated: list[bool] = []
+
+    def read_then_fail() -> None:
+        with _losable(engine) as (conn, lose):
+            try:
+                with closing(rederive.pieces(conn)) as pieces:
+                    assert len(next(pieces)) == 3
+                    lose()
+                    raise LookupError("the reader's own error")
+            finally:
+                invalidated.append(conn.invalidated)
+
+    with pytest.raises(LookupError, match="own error"):
+        read_then_fail()
+    assert invalidated == [True]
+    with db.reading(engine) as s:
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
 
 
@@ -220,10 +318,12 @@ def test_an_interrupted_statement_gives_up_its_connection(engine: Engine) -> Non
     """Interrupted mid-statement (Ctrl-C), the connection's state is unknown: it is invalidated,
     never handed out again by the pool, and the interrupt goes on."""
     invalidated: list[bool] = []
+    used: list[object] = []
 
     def interrupted_read() -> None:
         with db.reading(engine) as s:
             conn = s.connection()
+            used.append(conn.connection.dbapi_connection)
             try:
                 with db.driver(conn, "SELECT 1") as cursor:
                     cursor.execute("SELECT 1")
@@ -235,4 +335,5 @@ def test_an_interrupted_statement_gives_up_its_connection(engine: Engine) -> Non
         interrupted_read()
     assert invalidated == [True]
     with db.reading(engine) as s:
+        assert s.connection().connection.dbapi_connection is not used[0]  # the pool made a new one
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
