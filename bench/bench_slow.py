@@ -10,7 +10,8 @@ thread pool of the same size, one call at a time per account). Each pool size gi
 minutes here, since every post is several 200 ms requests made one after another). The
 emulators run in their own process and sleep `--latency` seconds before answering every
 request (Sandbox.inject(platform, "*", "latency", rate=1.0, ...)). Posts seeded by the fast
-path of bench/_common.py (not timed). Prints a table; no assertions.
+path of bench/_common.py (not timed). Prints a table, and the daemon's CPU from the due time to
+the last publish (Linux /proc), which says what bounded it; no assertions.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, l
             sb.latency(latency)
             due = datetime.now(UTC) + timedelta(seconds=LEAD_S)
             c.shift_due(ws, due - plan[0][1])
+            cpu = c.CpuSampler()
             settled, code, counts, times, created = c.run_until_settled(
-                ws, sb, LEAD_S + 60 + n * latency * 12 / workers
+                ws, sb, LEAD_S + 60 + n * latency * 12 / workers, cpu=cpu
             )
         finally:
             ws.close()
@@ -56,6 +58,7 @@ def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, l
         "statuses": counts,
         "emulator_posts_created": created,
         "all_live_s": round(span, 2),
+        **cpu.between(due, last),  # from the due time to the last publish
     }
 
 
@@ -104,6 +107,14 @@ def main() -> None:
     for r in rows:
         p, lim = r["project"]["all_live_s"], r["limit"]["all_live_s"]
         print(f"{r['workers']:>8} {p:>16.2f}s {lim:>14.2f}s {p / lim:>14.2f}  {c.verdict(r['target_pass'])}")
+    print("  the daemon's CPU from the due time to the last publish (near one core, the machine not full:")
+    print("  its interpreter is the bound; the machine near 100%: the cores are; the latency: neither):")
+    for r in rows:
+        p = r["project"]
+        if "daemon_cores" in p:
+            print(
+                f"    workers {r['workers']}: daemon {p['daemon_cores']} of a core, machine {p['machine_busy_pct']}% busy"
+            )
     for r in rows:
         print(f"  workers {r['workers']}: project {r['project']}; limit {r['limit']}")
     c.write_out(args.out, {"deliveries": n, "accounts": len(accounts), "latency_s": args.latency, "runs": rows})
