@@ -51,12 +51,14 @@ def project(base: Path, n: int, accounts: list[tuple[str, str]], workers: int, l
         finally:
             ws.close()
     last = max((p for _, p in times), default=due)
+    first = min((p for _, p in times), default=due)
     span = (last - due).total_seconds()
     return {
         "settled": settled,
         "daemon_exit": code,
         "statuses": counts,
         "emulator_posts_created": created,
+        "first_live_s": round((first - due).total_seconds(), 3),
         "all_live_s": round(span, 2),
         **cpu.between(due, last),  # from the due time to the last publish
     }

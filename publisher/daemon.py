@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("publisher.daemon")
 BATCH = 16  # deliveries claimed at a time per account
+# At start, the connectors of accounts with deliveries due this soon are made (Platforms.prepare).
+# Not further ahead: a connector keeps the credentials it was made with (see the README).
+PREPARE_AHEAD = timedelta(minutes=10)
 SWITCH_INTERVAL = 0.02  # seconds (CPython's default is 0.005)
 CHECKPOINT_GAP = 1.0  # seconds: while publishing, sign at most this often (each dispatch tick cost ~2% of a burst)
 GRACE_SECONDS = 7.0  # of the 10 s a service manager allows after SIGTERM
@@ -144,7 +147,8 @@ class Daemon:
         self.close()
 
     def open(self) -> None:
-        """Take the SQLite lock, load the log key, put orphaned in-flight deliveries in doubt."""
+        """Take the SQLite lock, load the log key, put orphaned in-flight deliveries in doubt,
+        make the connectors of the accounts with deliveries due within PREPARE_AHEAD."""
         # A worker holding SQLite's write lock should finish its transaction before the GIL
         # passes to the many workers parsing platform answers: a longer switch interval than
         # CPython's 5 ms shortens every write and so the queue behind the lock (measured with
@@ -156,10 +160,13 @@ class Daemon:
         try:
             self._signer = self.service.log_signer()
             n = self.queue.recover(self.service.now(), everything=sqlite)
+            soon = self.service.now() + PREPARE_AHEAD
+            ready = self.platforms.prepare(self.queue.pending_accounts(soon))  # not at their first post
         except BaseException:
             self._unlock()
             raise
         log.info("daemon started", extra={"event": "started", "owner": self.owner, "count": n})
+        log.info("connectors prepared", extra={"event": "connectors_prepared", "count": len(ready)})
 
     def close(self) -> bool:
         """Stop claiming, give in-flight work GRACE_SECONDS, release the rest. True if clean."""

@@ -223,6 +223,13 @@ class SqlAlchemyQueue:
         with db.reading(self.engine) as s:
             return [a for a, _ in s.execute(_DUE_ACCOUNTS, {"b_now": now}) if a not in exclude]
 
+    def pending_accounts(self, until: datetime) -> list[str]:
+        """Accounts with a delivery still to publish or settle (queued, in flight or in doubt)
+        due by `until`."""
+        query = select(T.c.account).where(repo.one_of(T.c.status, ACTIVE), T.c.due_at <= until).distinct()
+        with db.reading(self.engine) as s:
+            return list(s.scalars(query))
+
     def claim(self, now: datetime, account: str, limit: int) -> list[Claim]:
         """Lease up to `limit` due deliveries of one account: deliveries in doubt first."""
         with db.transaction(self.engine) as s:
