@@ -183,6 +183,23 @@ def _log_tile(_engine: Engine, conn: Connection, lose: Lose) -> object:
     return None
 
 
+class _LosingWhenRead(list[bytes]):
+    """Pending tiles that lose the connection when the insert reads them (after the count)."""
+
+    def __init__(self, lose: Lose, tiles: list[bytes]) -> None:
+        super().__init__(tiles)
+        self.lose = lose
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.lose()
+        return super().__iter__()
+
+
+def _log_tile_insert(_engine: Engine, conn: Connection, lose: Lose) -> object:
+    tiles.Tip([], 0, _LosingWhenRead(lose, [bytes(32), bytes(32)])).flush(conn)
+    return None
+
+
 def _verify_stream(_engine: Engine, conn: Connection, lose: Lose) -> object:
     lose()
     return list(rederive.pieces(conn))
@@ -194,7 +211,8 @@ _ON_THE_DRIVER: dict[str, tuple[Callable[[Engine, Connection, Lose], object], st
     "read_after_lock": (_read_after_lock, "SELECT 2"),
     "log lock and head": (_log_lock_and_head, "pg_advisory_xact_lock"),
     "log insert": (_log_insert, "INSERT INTO log_entries"),
-    "log tile": (_log_tile, "log_tiles"),
+    "log tile count": (_log_tile, "FROM log_tiles"),
+    "log tile insert": (_log_tile_insert, "INSERT INTO log_tiles"),
     "verify's stream": (_verify_stream, "FROM log_entries"),
 }
 
