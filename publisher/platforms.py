@@ -92,9 +92,7 @@ class Platforms:
         for name in names:
             try:
                 account = self.config.account(name)
-                if account is None or (account.sandbox and self._sandbox is None):
-                    continue
-                if not self.vault.has(account.secret):
+                if account is None or (account.sandbox and self._sandbox is None) or not self.vault.has(account.secret):
                     continue
                 self.connector(name)
             except Exception as exc:  # its first post meets it again, and reports it

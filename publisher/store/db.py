@@ -12,7 +12,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import URL, create_engine, event, inspect, make_url
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -181,7 +181,7 @@ def driver(
     be, as SQLAlchemy's autobegin would: the driver's cursor bypasses it), closed at the end.
     For the statements run for every delivery or log entry, where SQLAlchemy's per-statement
     machinery would cost more than the statement. Errors come as SQLAlchemy's execute raises
-    them (its handle_error events aside, which this project does not use): see `_as_sqlalchemys`;
+    them (its handle_error events aside, which this project does not use): see `_failed`;
     `statement` and `params` (a list of parameter sets if `many`) name what the cursor runs.
     `name`: a named, server-side cursor (PostgreSQL), which streams its rows (SQLite's cursors
     stream anyway) and whose closing is a round trip, so it may fail too: as the statements'
@@ -191,51 +191,53 @@ def driver(
         conn.begin()
     dbapi = cast(Any, conn.connection.driver_connection)
     cursor = dbapi.cursor(name=name) if name is not None and conn.dialect.name == "postgresql" else dbapi.cursor()
-    closed = False
+    failed = functools.partial(_failed, conn, cursor, statement, params, many)
     try:
-        with _as_sqlalchemys(conn, cursor, statement, params, many):
-            try:
-                yield cursor
-            except GeneratorExit:
-                with contextlib.suppress(DBAPIError), _as_sqlalchemys(conn, cursor, statement, params, many):
-                    cursor.close()
-                    closed = True
-                raise
-            cursor.close()
-            closed = True
-    finally:
-        if not closed:  # as SQLAlchemy's _safe_close_cursor: an error is on its way already
-            with contextlib.suppress(Exception):  # SQLite's refuses once its connection is closed
-                cursor.close()
+        yield cursor
+    except GeneratorExit:
+        with contextlib.suppress(DBAPIError):
+            _close(cursor, failed)
+        raise
+    except BaseException as exc:
+        failed(exc)
+    _close(cursor, failed)
 
 
-@contextmanager
-def _as_sqlalchemys(conn: Connection, cursor: Any, statement: str, params: Any, many: bool) -> Iterator[None]:
+def _close(cursor: Any, failed: Callable[[BaseException], NoReturn]) -> None:
+    try:
+        cursor.close()
+    except BaseException as exc:
+        failed(exc)
+
+
+def _failed(conn: Connection, cursor: Any, statement: str, params: Any, many: bool, exc: BaseException) -> NoReturn:
     """As Connection._handle_dbapi_exception: a driver error is raised as DBAPIError (its
     subclass for the error: IntegrityError...); on a lost connection this connection and every
     one the pool made before it are invalidated; an interrupt (Ctrl-C) leaves the connection in
-    an unknown state, so it is invalidated too."""
+    an unknown state, so it is invalidated too. The cursor is closed as _safe_close_cursor does."""
     dialect = conn.dialect
-    try:
-        yield
-    except dialect.loaded_dbapi.Error as exc:
-        gone = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)
-        if gone:
-            conn.engine.pool._invalidate(conn.connection, exc)
-            conn.invalidate(exc)
-        raise DBAPIError.instance(
-            statement,
-            params,
-            exc,
-            dialect.loaded_dbapi.Error,
-            hide_parameters=conn.engine.hide_parameters,
-            connection_invalidated=gone,
-            dialect=dialect,
-            ismulti=many,
-        ) from exc
-    except (KeyboardInterrupt, SystemExit):
+    gone = isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+        exc, conn.connection.dbapi_connection, cursor
+    )
+    if gone:
+        conn.engine.pool._invalidate(conn.connection, exc)
+        conn.invalidate(exc)
+    elif isinstance(exc, (KeyboardInterrupt, SystemExit)):
         conn.invalidate()
-        raise
+    with contextlib.suppress(Exception):  # SQLite's refuses once its connection is closed
+        cursor.close()
+    if not isinstance(exc, dialect.loaded_dbapi.Error):
+        raise exc
+    raise DBAPIError.instance(
+        statement,
+        params,
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=conn.engine.hide_parameters,
+        connection_invalidated=gone,
+        dialect=dialect,
+        ismulti=many,
+    ) from exc
 
 
 def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:
@@ -246,14 +248,11 @@ def read_after_lock(conn: Connection, lock: str | None, read: str) -> Any:
     (a single statement calling the lock function and reading would not). `lock` None: nothing
     to wait for (SQLite, whose write lock the transaction holds already), only the read is run.
     On SQLite, a connection with no transaction yet begins one, and so takes the write lock."""
-    if lock is None:
-        with driver(conn, read) as cursor:
-            cursor.execute(read)
-            return cursor.fetchone()
-    both = f"{lock}; {read}"  # no parameters: psycopg sends both in one simple query
-    with driver(conn, both) as cursor:
-        cursor.execute(both)
-        cursor.nextset()
+    sql = read if lock is None else f"{lock}; {read}"  # no parameters: psycopg sends both in one simple query
+    with driver(conn, sql) as cursor:
+        cursor.execute(sql)
+        if lock is not None:
+            cursor.nextset()
         return cursor.fetchone()
 
 
@@ -276,25 +275,19 @@ class Direct:
     def first(self, conn: Connection, params: Mapping[str, Any]) -> Any:
         """The first row, or None."""
         plan = self._plan(conn.dialect)
-        with self._executed(conn, plan, params) as cursor:
+        bound = plan.parameters(params)
+        with driver(conn, plan.sql, bound) as cursor:
+            cursor.execute(plan.sql, bound)
             row = cursor.fetchone()
             return None if row is None else plan.row(row, cursor.description)
 
     def run(self, conn: Connection, params: Mapping[str, Any]) -> int:
         """Execute; the number of rows it changed."""
-        with self._executed(conn, self._plan(conn.dialect), params) as cursor:
-            return int(cursor.rowcount or 0)
-
-    @staticmethod
-    @contextmanager
-    def _executed(conn: Connection, plan: _Plan, params: Mapping[str, Any]) -> Iterator[Any]:
-        try:
-            bound = plan.parameters(params)
-        except Exception as exc:  # as SQLAlchemy's: the type refused the value (a naive datetime)
-            raise StatementError(str(exc), plan.sql, dict(params), exc) from exc
+        plan = self._plan(conn.dialect)
+        bound = plan.parameters(params)
         with driver(conn, plan.sql, bound) as cursor:
             cursor.execute(plan.sql, bound)
-            yield cursor
+            return int(cursor.rowcount or 0)
 
     def _plan(self, dialect: Dialect) -> _Plan:
         plan = self._plans.get(dialect)
@@ -323,9 +316,14 @@ class _Plan:
         self._row = namedtuple("Row", [c.key or f"c{i}" for i, c in enumerate(self._columns)], rename=True)  # type: ignore[misc]
 
     def parameters(self, given: Mapping[str, Any]) -> Any:
-        values = self._compiled.construct_params(dict(given)) or {}
-        for name, process in self._binds.items():
-            values[name] = process(values[name])
+        """The driver's parameters; a value its type refuses (a naive datetime) raises
+        StatementError, as SQLAlchemy's execute would."""
+        try:
+            values = self._compiled.construct_params(dict(given)) or {}
+            for name, process in self._binds.items():
+                values[name] = process(values[name])
+        except Exception as exc:
+            raise StatementError(str(exc), self.sql, dict(given), exc) from exc
         return values if self._order is None else tuple(values[name] for name in self._order)
 
     def row(self, raw: Any, description: Any) -> Any:

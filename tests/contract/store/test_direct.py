@@ -217,40 +217,40 @@ _ON_THE_DRIVER: dict[str, tuple[Callable[[Engine, Connection, Lose], object], st
 }
 
 
+class _Losable:
+    """A connection in a transaction, what makes the server end its session, and whether the
+    connection was invalidated when the transaction's block was left."""
+
+    def __init__(self, engine: Engine, conn: Connection) -> None:
+        self.engine, self.conn, self.invalidated = engine, conn, False
+        self.pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+    def lose(self) -> None:
+        with self.engine.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({self.pid})")
+            other.commit()
+
+
 @contextmanager
-def _losable(engine: Engine) -> Iterator[tuple[Connection, Lose]]:
-    """A connection in a transaction, and what makes the server end its session."""
+def _losable(engine: Engine) -> Iterator[_Losable]:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite file cannot be disconnected")
     with db.transaction(engine) as s:
-        conn = s.connection()
-        pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
-
-        def lose() -> None:
-            with engine.connect() as other:
-                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
-                other.commit()
-
-        yield conn, lose
+        losable = _Losable(engine, s.connection())
+        try:
+            yield losable
+        finally:
+            losable.invalidated = losable.conn.invalidated
 
 
 @pytest.mark.parametrize("case", _ON_THE_DRIVER.values(), ids=_ON_THE_DRIVER)
 def test_a_lost_connection_is_invalidated_as_sqlalchemy_would(
     engine: Engine, case: tuple[Callable[[Engine, Connection, Lose], object], str]
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a SQLite file cannot be disconnected")
     run, named = case
-    invalidated: list[bool] = []
-
-    def read_on_a_lost_connection() -> None:
-        with _losable(engine) as (conn, lose):
-            try:
-                run(engine, conn, lose)
-            finally:
-                invalidated.append(conn.invalidated)
-
-    with pytest.raises(DBAPIError) as raised:
-        read_on_a_lost_connection()
-    assert raised.value.connection_invalidated and invalidated == [True]
+    with pytest.raises(DBAPIError) as raised, _losable(engine) as lost:
+        run(engine, lost.conn, lost.lose)
+    assert raised.value.connection_invalidated and lost.invalidated
     assert named in str(raised.value.statement)  # the statement that met the loss
     with db.reading(engine) as s:  # the pool gave the dead connection up: a new one works
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
@@ -266,47 +266,33 @@ def _three_entries(engine: Engine) -> None:
 def test_a_server_cursor_closed_on_a_lost_connection_fails_as_sqlalchemys(engine: Engine) -> None:
     """A named cursor's close is a round trip (CLOSE): meeting the loss there is a DBAPIError
     and invalidates the connection, as a statement's would."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a SQLite file cannot be disconnected")
     _three_entries(engine)
-    invalidated: list[bool] = []
 
-    def stream_then_lose() -> None:
-        with _losable(engine) as (conn, lose):
-            try:
-                with db.driver(conn, "SELECT seq FROM log_entries", name="a_stream") as cursor:
-                    cursor.execute("SELECT seq FROM log_entries")
-                    assert len(cursor.fetchmany(1)) == 1
-                    lose()
-            finally:
-                invalidated.append(conn.invalidated)
+    def stream_then_lose(lost: _Losable) -> None:
+        with db.driver(lost.conn, "SELECT seq FROM log_entries", name="a_stream") as cursor:
+            cursor.execute("SELECT seq FROM log_entries")
+            assert len(cursor.fetchmany(1)) == 1
+            lost.lose()
 
-    with pytest.raises(DBAPIError) as raised:
-        stream_then_lose()
-    assert raised.value.connection_invalidated and invalidated == [True]
+    with pytest.raises(DBAPIError) as raised, _losable(engine) as lost:
+        stream_then_lose(lost)
+    assert raised.value.connection_invalidated and lost.invalidated
 
 
 def test_a_paused_stream_abandoned_by_a_failing_reader_lets_the_readers_error_through(engine: Engine) -> None:
     """Verify's stream paused between pieces, the connection lost, then the reader fails and
     closes the stream: the reader's own error comes out, the connection invalidated."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a SQLite file cannot be disconnected")
     _three_entries(engine)
-    invalidated: list[bool] = []
 
-    def read_then_fail() -> None:
-        with _losable(engine) as (conn, lose):
-            try:
-                with closing(rederive.pieces(conn)) as pieces:
-                    assert len(next(pieces)) == 3
-                    lose()
-                    raise LookupError("the reader's own error")
-            finally:
-                invalidated.append(conn.invalidated)
+    def read_then_fail(lost: _Losable) -> None:
+        with closing(rederive.pieces(lost.conn)) as pieces:
+            assert len(next(pieces)) == 3
+            lost.lose()
+            raise LookupError("the reader's own error")
 
-    with pytest.raises(LookupError, match="own error"):
-        read_then_fail()
-    assert invalidated == [True]
+    with pytest.raises(LookupError, match="own error"), _losable(engine) as lost:
+        read_then_fail(lost)
+    assert lost.invalidated
     with db.reading(engine) as s:
         assert db.Direct(_READ).first(s.connection(), {"b_id": "a"}) is None
 
